@@ -16,7 +16,9 @@ from typing import Any
 from gtzan_tf.errors import UserError
 
 FEATURE_KINDS = ("logmel", "mfcc", "chroma")
-EMBEDDING_MODELS = ("MSD_musicnn", "MTT_musicnn")
+# musicnn model -> name of its clip embedding in records and model inputs.
+EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
+EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class DataConfig:
     validation_per_genre: int = 5
     split_seed: int = 0
     embeddings: tuple[str, ...] = EMBEDDING_MODELS
-    clips_per_shard: int = 32
+    clips_per_shard: int = 16
 
 
 @dataclass(frozen=True)

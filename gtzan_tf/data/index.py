@@ -1,5 +1,146 @@
-"""Dataset index: the GTZAN folder layout, split lists, validation hold-out."""
+"""Dataset index: the GTZAN folder layout, split lists and the validation hold-out.
+
+Layout: `DIR/wav/<genre>/<genre>.000NN.wav` and `DIR/split/{train,test}.txt`, one
+`genre/genre.000NN.wav` line per clip, relative to `DIR/wav/`. A folder without `split/` uses the
+lists shipped in the package (`gtzan8`: the 8-genre split of the reference recipe).
+"""
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from gtzan_tf.config import DataConfig
+from gtzan_tf.data.audio import SUPPORTED_EXTENSIONS
+from gtzan_tf.errors import UserError
+
 GTZAN_8_GENRES = ("classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae")
-GTZAN_10_GENRES = ("blues",) + GTZAN_8_GENRES[:6] + ("pop", "reggae", "rock")
+GTZAN_10_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+
+SPLITS = ("train", "valid", "test")
+# Shipped lists: split name -> list file in gtzan_tf/data/splits. Without "valid", it is held out.
+SHIPPED_SPLITS = {
+    "gtzan8": {"train": "train.txt", "test": "test.txt"},
+    "gtzan10-filtered": {"train": "train_filtered.txt", "valid": "valid_filtered.txt", "test": "test_filtered.txt"},
+}
+
+
+@dataclass(frozen=True)
+class Clip:
+    clip_id: str
+    genre: str
+    path: Path
+    split: str
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    root: Path
+    genres: tuple[str, ...]
+    clips: tuple[Clip, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def split(self, name: str) -> list[Clip]:
+        return [clip for clip in self.clips if clip.split == name]
+
+    def label(self, genre: str) -> int:
+        return self.genres.index(genre)
+
+
+def load_index(data_dir: str | Path, cfg: DataConfig, split_lists: str = "auto", skip_bad: bool = False) -> DatasetIndex:
+    """Read and validate the layout; every problem is one clear UserError (or a skip with --skip-bad)."""
+    root = Path(data_dir)
+    wav_dir = root / "wav"
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {root}`")
+    if not wav_dir.is_dir():
+        raise UserError(f"{root} has no wav/ folder: expected the GTZAN layout {root}/wav/<genre>/<genre>.000NN.wav")
+    folder_genres = sorted(p.name for p in wav_dir.iterdir() if p.is_dir())
+    lists = _read_split_lists(root, split_lists)
+    problems: list[tuple[str, str]] = []
+    entries: list[tuple[str, str, Path, str]] = []
+    seen: set[str] = set()
+    for split, (source, lines) in lists.items():
+        for number, line in lines:
+            where = f"{source} line {number}"
+            try:
+                entries.append((*_resolve_entry(wav_dir, line, folder_genres, where), split))
+            except UserError as exc:
+                problems.append((line, str(exc)))
+                continue
+            if line in seen:
+                problems.append((line, f"{line} is listed twice ({where}); a clip may be in one split only"))
+            seen.add(line)
+    if problems and not skip_bad:
+        raise UserError(problems[0][1] + " (pass --skip-bad to continue without it)")
+    for entry, reason in problems:
+        warnings.warn(f"skipping {entry}: {reason}", stacklevel=2)
+    genres = tuple(sorted({genre for _, genre, _, _ in entries}))
+    if not genres:
+        raise UserError(f"no usable clips listed for {root}")
+    clips = [Clip(clip_id, genre, path, split) for clip_id, genre, path, split in entries]
+    if "valid" not in lists:
+        clips = _hold_out_validation(clips, cfg)
+    return DatasetIndex(root=root, genres=genres, clips=tuple(clips), skipped=tuple(problems))
+
+
+def _read_split_lists(root: Path, split_lists: str) -> dict[str, tuple[str, list[tuple[int, str]]]]:
+    split_dir = root / "split"
+    if split_lists == "auto" and split_dir.is_dir():
+        names = {"train": "train.txt", "test": "test.txt"}
+        if (split_dir / "valid.txt").is_file():
+            names["valid"] = "valid.txt"
+        missing = [n for n in names.values() if not (split_dir / n).is_file()]
+        if missing:
+            raise UserError(f"{split_dir} lacks {', '.join(missing)}: expected train.txt and test.txt")
+        texts = {split: (str(split_dir / name), (split_dir / name).read_text()) for split, name in names.items()}
+    else:
+        key = "gtzan8" if split_lists == "auto" else split_lists
+        if key not in SHIPPED_SPLITS:
+            raise UserError(f"unknown split lists {split_lists!r}: choose auto or one of {', '.join(SHIPPED_SPLITS)}")
+        package = resources.files("gtzan_tf.data") / "splits"
+        texts = {
+            split: (f"shipped {key} {name}", (package / name).read_text()) for split, name in SHIPPED_SPLITS[key].items()
+        }
+    return {
+        split: (source, [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()])
+        for split, (source, text) in texts.items()
+    }
+
+
+def _resolve_entry(wav_dir: Path, line: str, folder_genres: list[str], where: str) -> tuple[str, str, Path]:
+    """Validate one split entry `genre/genre.000NN.ext`; returns (clip_id, genre, path)."""
+    relative = Path(line)
+    if relative.is_absolute() or ".." in relative.parts or len(relative.parts) != 2:
+        raise UserError(f"{line!r} ({where}) is not a path inside wav/: expected genre/genre.000NN.wav")
+    genre, filename = relative.parts
+    if genre not in folder_genres:
+        raise UserError(
+            f"unknown genre {genre!r} ({where}): genres are the folders of {wav_dir}: {', '.join(folder_genres) or 'none'}"
+        )
+    path = wav_dir / relative
+    if not path.is_file():
+        # GTZAN is also distributed as .au: accept the same clip under another supported extension.
+        alternatives = [path.with_suffix(ext) for ext in SUPPORTED_EXTENSIONS if path.with_suffix(ext).is_file()]
+        if not alternatives:
+            raise UserError(f"missing file {path} ({where}); restore it or remove the line")
+        path = alternatives[0]
+    return Path(filename).stem, genre, path
+
+
+def _hold_out_validation(clips: list[Clip], cfg: DataConfig) -> list[Clip]:
+    """Move `validation_per_genre` training clips of every genre to "valid" (seeded)."""
+    rng = np.random.default_rng(cfg.split_seed)
+    held: set[str] = set()
+    for genre in sorted({c.genre for c in clips if c.split == "train"}):
+        candidates = sorted(c.clip_id for c in clips if c.split == "train" and c.genre == genre)
+        if cfg.validation_per_genre >= len(candidates):
+            raise UserError(
+                f"validation_per_genre={cfg.validation_per_genre} leaves no {genre} training clips "
+                f"({len(candidates)} listed); lower it with --set data.validation_per_genre=N"
+            )
+        held.update(rng.choice(candidates, size=cfg.validation_per_genre, replace=False).tolist())
+    return [Clip(c.clip_id, c.genre, c.path, "valid") if c.clip_id in held else c for c in clips]

@@ -1,0 +1,76 @@
+"""Audio decoding: any supported file -> mono float32 at the configured sample rate."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from gtzan_tf.config import AudioConfig
+from gtzan_tf.errors import BadAudioError
+
+SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".au", ".ogg")
+
+
+def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
+    """Check a file's header without decoding it; returns its duration in seconds."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadAudioError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise BadAudioError(f"{path}: empty file; re-download it or remove it from the split list")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile reports every unreadable format the same way
+        raise BadAudioError(f"{path}: cannot decode audio ({_reason(exc)}); re-download or convert it") from None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    _check_duration(path, seconds, cfg)
+    return seconds
+
+
+def load_audio(path: str | Path, cfg: AudioConfig) -> np.ndarray:
+    """Decode, down-mix to mono and resample to `cfg.sample_rate`; float32 in [-1, 1]."""
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise BadAudioError(f"{path}: unsupported format; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+    probe_audio(path, cfg)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise BadAudioError(f"{path}: cannot decode audio ({_reason(exc)}); re-download or convert it") from None
+    return to_mono_resampled(data, rate, cfg, source=path)
+
+
+def to_mono_resampled(data: np.ndarray, rate: int, cfg: AudioConfig, source: str | Path = "<array>") -> np.ndarray:
+    """(samples,) or (samples, channels) at `rate` -> mono float32 at `cfg.sample_rate`."""
+    import librosa
+
+    data = np.asarray(data, dtype=np.float32)
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    if not np.all(np.isfinite(mono)):
+        raise BadAudioError(f"{source}: audio contains NaN or infinite samples")
+    _check_duration(Path(str(source)), len(mono) / rate, cfg)
+    if rate != cfg.sample_rate:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mono = librosa.resample(mono, orig_sr=rate, target_sr=cfg.sample_rate, res_type=cfg.resample_type)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def repeat_pad(y: np.ndarray, min_samples: int) -> np.ndarray:
+    """Repeat a short clip end to end until it has at least `min_samples` samples."""
+    if len(y) >= min_samples:
+        return y
+    return np.tile(y, -(-min_samples // len(y)))[:min_samples]
+
+
+def _check_duration(path: Path, seconds: float, cfg: AudioConfig) -> None:
+    if seconds <= 0:
+        raise BadAudioError(f"{path}: no audio samples; re-download it or remove it from the split list")
+    if seconds < cfg.min_seconds:
+        raise BadAudioError(f"{path}: clip is {seconds:.2f} s long, at least {cfg.min_seconds:g} s is needed")
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
