@@ -28,6 +28,7 @@ from tqdm import tqdm
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import DatasetIndex, load_index
 from gtzan_tf.errors import BadAudioError, UserError, cli
+from gtzan_tf.utils import atomic_write_bytes
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -65,16 +66,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a hidden temporary file in the same folder, fsync, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def shard_is_done(out: Path, task: ShardTask) -> dict | None:

@@ -1,0 +1,46 @@
+# Everything from a fresh clone on a machine with Python 3.11 and pip:
+#   make demo   set up .venv, synthesise the demo dataset, prepare, train resnet34_msd, evaluate, predict
+#   make test   set up .venv, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+DEMO_EPOCHS ?= 8
+
+.PHONY: setup test demo bench lint-docker docker clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	# musicnn ships the pretrained weights; its metadata pins numpy<1.17, so no dependencies.
+	$(BIN)/pip install --quiet --no-deps musicnn==0.1.0
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/python -m gtzan_tf.synth --out $(DEMO)/gtzan --clips-per-genre 24 --seconds 12 --seed 0
+	$(BIN)/python train.py --model resnet34_msd --data $(DEMO)/gtzan --out $(DEMO)/runs/resnet34_msd \
+		--epochs $(DEMO_EPOCHS) --workers 2 --set data.validation_per_genre=3 --quiet
+	$(BIN)/python evaluate.py --run $(DEMO)/runs/resnet34_msd --data $(DEMO)/gtzan
+	$(BIN)/python predict.py --model $(DEMO)/runs/resnet34_msd $(DEMO)/gtzan/wav/jazz/jazz.00000.wav
+
+bench: setup
+	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/musicnn.py
+	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/predict.py
+
+lint-docker: setup
+	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile docker/Dockerfile.cpu
+
+docker:
+	docker build -f docker/Dockerfile -t gtzan-tf:gpu .
+	docker build -f docker/Dockerfile.cpu -t gtzan-tf:cpu .
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

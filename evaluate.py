@@ -1,0 +1,38 @@
+"""Evaluate trained runs: `python evaluate.py --run RUN_DIR [--data DIR] [--split test]`.
+
+Prints clip accuracy (mean of segment probabilities and majority vote), segment accuracy,
+per-genre precision/recall/F1, macro F1 and the confusion matrix; writes RUN_DIR/eval/metrics.json,
+confusion_matrix.png and history.png. `--compare RUN_DIR...` prints one markdown table over runs.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gtzan_tf.errors import cli
+
+
+@cli
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--run", type=Path, help="a run folder written by train.py")
+    group.add_argument("--compare", type=Path, nargs="+", metavar="RUN_DIR", help="several run folders")
+    p.add_argument("--data", type=Path, help="dataset folder, to prepare features that are missing here")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    args = p.parse_args(argv)
+
+    from gtzan_tf.evaluation.report import compare_table, format_metrics_table
+    from gtzan_tf.evaluation.runs import comparison_row, evaluate_run
+
+    if args.run:
+        metrics = evaluate_run(args.run, args.data, args.split)
+        print(format_metrics_table(metrics))
+        print(f"\nwritten: {args.run / 'eval'}/{{metrics.json,confusion_matrix.png,history.png}}")
+    else:
+        rows = [comparison_row(run, evaluate_run(run, args.data, args.split)) for run in args.compare]
+        print(compare_table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Training: features -> tf.data -> a registry model -> callbacks -> best weights and exports.
+
+A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h5,
+saved_model/ (`model.export()`), serving/ (waveform in, genre out) and run.json (the summary).
+With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json reports mean and std.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gtzan_tf.config import Config
+from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
+from gtzan_tf.errors import UserError
+from gtzan_tf.models.registry import build_model, get_spec, model_inputs
+from gtzan_tf.prepare import ensure_prepared
+from gtzan_tf.utils import write_json
+from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone, clip_accuracy, predict_clips
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+def validate(cfg: Config) -> None:
+    """One clear line for every bad training setting, before any work is done."""
+    t = cfg.train
+    get_spec(t.model)
+    if t.learning_rate <= 0:
+        raise UserError(f"--lr must be positive, got {t.learning_rate}")
+    if t.epochs < 1 or t.batch_size < 1 or t.seeds < 1:
+        raise UserError("--epochs, --batch-size and --seeds must be at least 1")
+    if t.optimizer not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer {t.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if t.schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule {t.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1 or min(t.l1, t.l2, t.weight_decay) < 0:
+        raise UserError("dropout and label smoothing must be in [0, 1); l1, l2 and weight decay non-negative")
+
+
+def default_features_dir(run_dir: Path, cfg: Config) -> Path:
+    """Features are shared by every run with the same feature config: RUN_DIR/../features-<hash>."""
+    return run_dir.resolve().parent / f"features-{cfg.feature_fingerprint()}"
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    t = cfg.train
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = t.learning_rate
+    if t.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch)
+    elif t.schedule == "step":
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            t.learning_rate, decay_steps=max(1, t.epochs // 3) * steps_per_epoch, decay_rate=0.1, staircase=True
+        )
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=True)
+    return keras.optimizers.RMSprop(lr, momentum=t.momentum)
+
+
+def use_mixed_precision(cfg: Config) -> bool:
+    if cfg.train.mixed_precision is not None:
+        return cfg.train.mixed_precision
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def build_for(cfg: Config, fs: FeatureSet) -> keras.Model:
+    t = cfg.train
+    return build_model(
+        t.model,
+        segment_shape=fs.segment_shape,
+        n_classes=len(fs.genres),
+        dropout=t.dropout,
+        l1=t.l1,
+        l2=t.l2,
+        init=t.init,
+    )
+
+
+def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
+          workers: int = 1, verbose: int = 1) -> dict:
+    """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
+    validate(cfg)
+    run_dir = Path(run_dir)
+    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
+    if not Path(data_dir).is_dir() and not (features_dir / "manifest.json").is_file():
+        raise UserError(f"data folder {data_dir} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {data_dir}`")
+    ensure_prepared(data_dir, features_dir, cfg, workers=workers)
+    fs = load_feature_set(features_dir)
+    if use_mixed_precision(cfg):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+    if cfg.train.seeds == 1:
+        summary = train_one(cfg, fs, run_dir, verbose)
+    else:
+        runs = []
+        for k in range(cfg.train.seeds):
+            seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
+            runs.append(train_one(seed_cfg, fs, run_dir / f"seed-{k}", verbose))
+        summary = summarize_runs(cfg, fs, runs)
+    write_json(run_dir / "run.json", summary)
+    return summary
+
+
+def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
+    """One seeded training run in `run_dir`; resumes from its backup if one is there."""
+    t = cfg.train
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+    keras.utils.set_random_seed(t.seed)
+    inputs = model_inputs(t.model)
+    strategy = make_strategy(t.strategy)
+    global_batch = t.batch_size * strategy.num_replicas_in_sync
+    train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer)
+    val_ds = segment_dataset(fs, "valid", inputs, t.eval_batch_size, shuffle=False)
+    val_clips = eval_clip_dataset(fs, "valid", inputs)
+    steps_per_epoch = int(np.ceil(fs.count("train") / global_batch))
+    with strategy.scope():
+        model = build_for(cfg, fs)
+        model.compile(
+            optimizer=make_optimizer(cfg, steps_per_epoch),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
+            metrics=["accuracy"],
+            jit_compile=t.jit,
+        )
+    callbacks = [
+        ClipAccuracy(val_clips),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
+            save_best_only=True, save_weights_only=True,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=t.reduce_lr_patience),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+    ]
+    if t.freeze_backbone_epochs:
+        if not get_spec(t.model).has_backbone:
+            raise UserError(f"--freeze-backbone-epochs needs a model with a pretrained backbone, not {t.model}")
+        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
+    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose)
+    model.load_weights(run_dir / "best.weights.h5")
+    return finish_run(cfg, fs, model, run_dir)
+
+
+def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -> dict:
+    """Score the best weights, write run.json, export both SavedModels."""
+    from gtzan_tf.export import export_run
+
+    inputs = model_inputs(cfg.train.model)
+    scores = {
+        f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, eval_clip_dataset(fs, split, inputs)))
+        for split in ("valid", "test")
+    }
+    history = _read_history(run_dir / "history.csv")
+    summary = {
+        "model": cfg.train.model,
+        "seed": cfg.train.seed,
+        "genres": fs.genres,
+        "inputs": list(inputs),
+        "features_dir": str(fs.root.resolve()),
+        "normalization": dict(zip(("mean", "std"), fs.normalization)),
+        "epochs_run": len(history),
+        "best_epoch": int(np.argmax([row["val_clip_accuracy"] for row in history])) + 1 if history else None,
+        **scores,
+    }
+    keras.mixed_precision.set_global_policy("float32")
+    write_json(run_dir / "run.json", summary)
+    export_run(run_dir, model=model)
+    return summary
+
+
+def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
+    keys = ("valid_clip_accuracy", "test_clip_accuracy")
+    return {
+        "model": cfg.train.model,
+        "genres": fs.genres,
+        "seeds": [r["seed"] for r in runs],
+        "runs": [f"seed-{k}" for k in range(len(runs))],
+        **{f"{k}_mean": float(np.mean([r[k] for r in runs])) for k in keys},
+        **{f"{k}_std": float(np.std([r[k] for r in runs], ddof=1)) for k in keys},
+    }
+
+
+def _read_history(path: Path) -> list[dict]:
+    import pandas as pd
+
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    return frame.drop_duplicates("epoch", keep="last").to_dict("records")

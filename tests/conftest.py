@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny demo dataset made by the project's own synthesiser, in the GTZAN layout."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from gtzan_tf.config import Config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+# Small but complete: 8 genres, 4 clips of 5 s each (3 train, 1 test; 1 train clip per genre held out).
+TINY = Config().replace(data={"validation_per_genre": 1, "embeddings": ()})
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    from gtzan_tf.synth import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("data") / "gtzan", clips_per_genre=4, seconds=5.0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tiny_data, tmp_path_factory) -> Path:
+    from gtzan_tf.prepare import prepare
+
+    out = tmp_path_factory.mktemp("features") / "tiny"
+    prepare(tiny_data, out, TINY, progress=False)
+    return out
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command-line entry point of the project as a user would."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
