@@ -12,6 +12,7 @@ import numpy as np
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_model, model_inputs
+from gtzan_tf.prepare import embed_clips, load_embedders
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class TrainedRun:
     def seed_runs(self) -> list["TrainedRun"]:
         """The per-seed runs of a multi-seed run, or [self]."""
         return [load_run(self.root / name) for name in self.summary.get("runs", [])] or [self]
+
+    def best_seed(self) -> "TrainedRun":
+        """The seed run with the best validation clip accuracy (self for a single run)."""
+        return max(self.seed_runs, key=lambda run: run.summary["valid_clip_accuracy"])
 
     @cached_property
     def model(self) -> keras.Model:
@@ -67,14 +72,9 @@ class Predictor:
     """Genre probabilities for waveforms: features, segments, embeddings, mean over segments."""
 
     def __init__(self, run: TrainedRun):
-        self.run = run
+        self.run = run = run.best_seed()
         self.cfg = run.cfg
-        self.extractors = {}
-        for model_name, input_name in EMBEDDING_INPUTS.items():
-            if input_name in run.inputs:
-                from gtzan_tf.musicnn import MusicnnExtractor
-
-                self.extractors[input_name] = MusicnnExtractor(model_name)
+        self.embedders = load_embedders(tuple(m for m, name in EMBEDDING_INPUTS.items() if name in run.inputs))
 
     def model_inputs(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """The model's inputs for a 16 kHz mono waveform (one row per segment)."""
@@ -85,8 +85,8 @@ class Predictor:
         mean, std = self.run.normalization
         segments = segment(compute_features(y, self.cfg.audio.sample_rate, self.cfg.features), self.cfg.features)
         inputs = {"logmel": (segments - mean) / std}
-        for name, extractor in self.extractors.items():
-            inputs[name] = np.repeat(extractor.clip_embeddings([y])[:1], len(segments), axis=0)
+        for name, vectors in embed_clips(self.embedders, [y], self.cfg.audio.sample_rate).items():
+            inputs[name] = np.repeat(vectors, len(segments), axis=0)
         return {k: v.astype(np.float32) for k, v in inputs.items() if k in self.run.inputs}
 
     def segment_probabilities(self, y: np.ndarray) -> np.ndarray:

@@ -28,12 +28,11 @@ from tqdm import tqdm
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import DatasetIndex, load_index
 from gtzan_tf.errors import BadAudioError, UserError, cli
+from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.utils import atomic_write_bytes
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-MUSICNN_SAMPLE_RATE = 16000
-EMBEDDING_DIM = 753
 
 
 @dataclass(frozen=True)
@@ -90,20 +89,27 @@ def _init_worker(threads: int | None) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _embedders(cfg: Config) -> dict:
-    """musicnn extractors, loaded once per process."""
-    for model in cfg.data.embeddings:
+def load_embedders(models: tuple[str, ...]) -> dict:
+    """musicnn extractors by model input name, loaded once per process."""
+    for model in models:
         if model not in _WORKER:
             from gtzan_tf.musicnn import MusicnnExtractor
 
             _WORKER[model] = MusicnnExtractor(model)
-    return {EMBEDDING_INPUTS[m]: _WORKER[m] for m in cfg.data.embeddings}
+    return {EMBEDDING_INPUTS[m]: _WORKER[m] for m in models}
+
+
+def embed_clips(embedders: dict, waves: list[np.ndarray], rate: int) -> dict[str, np.ndarray]:
+    """Per-clip musicnn embeddings (n_clips, 753) of waveforms at `rate`, by input name."""
+    import librosa
+
+    if embedders and rate != MUSICNN.sample_rate:
+        waves = [librosa.resample(w, orig_sr=rate, target_sr=MUSICNN.sample_rate) for w in waves]
+    return {name: extractor.clip_embeddings(waves) for name, extractor in embedders.items()}
 
 
 def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -> dict:
     """Decode, augment, featurise and embed the clips of one shard; write it atomically."""
-    import librosa
-
     from gtzan_tf.data.audio import load_audio, repeat_pad
     from gtzan_tf.data.augment import augmented_copies, build_augmenter
     from gtzan_tf.data.records import serialize_clip
@@ -129,13 +135,8 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
             for i, copy in enumerate(augmented_copies(y, rate, clip_id, cfg.augment, augmenter), 1):
                 versions.append((f"{clip_id}.aug{i}", clip_id, genre, label, copy))
 
-    embeddings = {}
-    if versions:
-        for name, extractor in _embedders(cfg).items():
-            waves = [v[4] for v in versions]
-            if rate != MUSICNN_SAMPLE_RATE:
-                waves = [librosa.resample(w, orig_sr=rate, target_sr=MUSICNN_SAMPLE_RATE) for w in waves]
-            embeddings[name] = extractor.clip_embeddings(waves)
+    embedders = load_embedders(cfg.data.embeddings) if versions else {}
+    embeddings = embed_clips(embedders, [v[4] for v in versions], rate)
 
     records, total, total_sq, count, n_segments = [], 0.0, 0.0, 0, 0
     for i, (clip_id, source_id, genre, label, y) in enumerate(versions):
@@ -299,7 +300,7 @@ def merge(out_dir: str | Path) -> dict:
         "config": cfg.to_dict(),
         "genres": plan["genres"],
         "segment_shape": list(cfg.features.segment_shape),
-        "embeddings": {EMBEDDING_INPUTS[m]: EMBEDDING_DIM for m in cfg.data.embeddings},
+        "embeddings": {EMBEDDING_INPUTS[m]: MUSICNN.embedding_size for m in cfg.data.embeddings},
         "normalization": {"mean": mean, "std": float(np.sqrt(max(total_sq / count - mean**2, 1e-12)))},
         "splits": splits,
         "skipped": skipped,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gtzan_tf.prepare import prepare
+from gtzan_tf.prepare import merge, prepare
 
 from conftest import ROOT, TINY, run_cli
 
@@ -25,11 +25,13 @@ def shard_digests(folder: Path) -> dict[str, str]:
     return {s["file"]: s["sha256"] for split in manifest["splits"].values() for s in split["shards"]}
 
 
+SMALL_SHARDS = TINY.replace(data={"clips_per_shard": 4})
+
+
 @pytest.fixture(scope="module")
 def reference_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "features"
-    result = run_cli("-m", "gtzan_tf.prepare", "--data", str(tiny_data), "--out", str(out), "--workers", "1", *FAST)
-    assert result.returncode == 0, result.stderr
+    prepare(tiny_data, out, SMALL_SHARDS, progress=False)
     return out
 
 
@@ -69,12 +71,14 @@ def test_two_workers_give_the_same_shards(tiny_data, reference_run, tmp_path):
 
 def test_sharded_prepare_in_two_parts_equals_one_run(tiny_data, reference_run, tmp_path):
     out = tmp_path / "features"
-    base = ["-m", "gtzan_tf.prepare", "--data", str(tiny_data), "--out", str(out), "--num-shards", "2", *FAST]
-    first = run_cli(*base, "--shard-index", "0")
-    assert first.returncode == 0, first.stderr
+    assert prepare(tiny_data, out, SMALL_SHARDS, num_shards=2, shard_index=0, progress=False) is None
     assert not (out / "manifest.json").exists()
-    second = run_cli(*base, "--shard-index", "1")
-    assert second.returncode == 0, second.stderr
+    with pytest.raises(Exception, match="not prepared yet"):
+        merge(out)
+    assert prepare(tiny_data, out, SMALL_SHARDS, num_shards=2, shard_index=1, progress=False) is not None
+    assert shard_digests(out) == shard_digests(reference_run)
+    merged = run_cli("-m", "gtzan_tf.prepare", "--out", str(out), "--merge")
+    assert merged.returncode == 0, merged.stderr
     assert shard_digests(out) == shard_digests(reference_run)
     manifest, ref = (json.loads((d / "manifest.json").read_text()) for d in (out, reference_run))
     assert manifest["normalization"] == ref["normalization"]
@@ -113,12 +117,19 @@ def test_bad_audio_file_gives_one_clear_line_and_writes_nothing(tiny_data, tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "jazz.00001.wav" in lines[0] and message in lines[0]
-    assert not out.exists() or not any(out.glob("*.tfrecord"))
+    assert not out.exists()
 
-    skipped = run_cli("-m", "gtzan_tf.prepare", "--data", str(data), "--out", str(out), "--skip-bad", *FAST)
-    assert skipped.returncode == 0, skipped.stderr
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert [Path(s["path"]).name for s in manifest["skipped"]] == ["jazz.00001.wav"]
+
+def test_skip_bad_continues_and_lists_skipped_files_in_the_manifest(tiny_data, tmp_path):
+    data = copy_dataset(tiny_data, tmp_path / "gtzan")
+    corrupt(data / "wav" / "jazz" / "jazz.00001.wav")
+    train = data / "split" / "train.txt"
+    train.write_text(train.read_text() + "polka/polka.00000.wav\n")
+    with pytest.warns(UserWarning, match="polka"):
+        manifest = prepare(data, tmp_path / "features", TINY, skip_bad=True, progress=False)
+    assert sorted(Path(s["path"]).name for s in manifest["skipped"]) == ["jazz.00001.wav", "polka.00000.wav"]
+    assert manifest["splits"]["test"]["source_clips"] + manifest["splits"]["train"]["source_clips"] + \
+        manifest["splits"]["valid"]["source_clips"] == 31
 
 
 BAD_LINES = {

@@ -31,7 +31,8 @@ def serialize_clip(
     }
     for name, vector in embeddings.items():
         feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(vector, np.float32)))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)  # map order would vary between processes
 
 
 def clip_parser(segment_shape: tuple[int, int], embedding_dims: dict[str, int]):
