@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import cli
 
 
@@ -21,6 +22,7 @@ def main(argv=None):
     p.add_argument("--data", type=Path, help="dataset folder, to prepare features that are missing here")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     args = p.parse_args(argv)
+    import_tensorflow_quietly()
 
     from gtzan_tf.evaluation.report import compare_table, format_metrics_table
     from gtzan_tf.evaluation.runs import comparison_row, evaluate_run

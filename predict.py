@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import UserError, cli
 
 
@@ -34,6 +35,7 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.add_argument("--segments", action="store_true", help="also show the per-segment timeline")
     args = p.parse_args(argv)
+    import_tensorflow_quietly()
 
     from gtzan_tf.inference import Predictor, load_run
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import cli
 
 # train.py flag -> TrainConfig field
@@ -53,6 +54,7 @@ def parse_args(argv):
 @cli
 def main(argv=None):
     parser, args = parse_args(argv)
+    import_tensorflow_quietly()
     from gtzan_tf.models.registry import MODEL_NAMES
 
     if args.list_models:

@@ -1,6 +1,27 @@
 """gtzan-tf: music genre classification with TensorFlow / Keras 3."""
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (CUDA probing on CPU machines) hidden.
+
+    Those lines are printed before TF_CPP_MIN_LOG_LEVEL applies; set GTZAN_TF_SHOW_TF_LOGS=1 to see them.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("GTZAN_TF_SHOW_TF_LOGS"):
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -22,8 +22,6 @@ from gtzan_tf.config import EMBEDDING_INPUTS
 from gtzan_tf.errors import UserError, cli
 from gtzan_tf.features.layers import MelSpectrogram, PowerToDb
 from gtzan_tf.inference import TrainedRun, load_run
-from gtzan_tf.musicnn import load_musicnn
-from gtzan_tf.musicnn.frontend import MusicnnPatches
 
 
 class GenreServing(tf.Module):
@@ -42,12 +40,15 @@ class GenreServing(tf.Module):
         mean, std = run.normalization
         self.mean, self.std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
         self.classifier = classifier
-        self.patches = MusicnnPatches()
-        self.embedders = {
-            input_name: load_musicnn(model_name)
-            for model_name, input_name in EMBEDDING_INPUTS.items()
-            if input_name in run.inputs
-        }
+        models = {name: model for model, name in EMBEDDING_INPUTS.items() if name in run.inputs}
+        if models:
+            from gtzan_tf.musicnn import load_musicnn
+            from gtzan_tf.musicnn.frontend import MusicnnPatches
+
+            self.patches = MusicnnPatches()
+            self.embedders = {name: load_musicnn(model) for name, model in models.items()}
+        else:
+            self.embedders = {}
         self.genres = tf.constant(run.genres)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])

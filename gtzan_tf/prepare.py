@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import DatasetIndex, load_index
 from gtzan_tf.errors import BadAudioError, UserError, cli
@@ -81,6 +82,7 @@ _WORKER: dict = {}
 
 
 def _init_worker(threads: int | None) -> None:
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     if threads:
@@ -115,6 +117,7 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
     from gtzan_tf.data.records import serialize_clip
     from gtzan_tf.features.spectral import compute_features, segment
 
+    import_tensorflow_quietly()
     cfg = Config.from_dict(cfg_dict)
     out = Path(out_dir)
     rate = cfg.audio.sample_rate

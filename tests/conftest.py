@@ -38,3 +38,29 @@ def tiny_features(tiny_data, tmp_path_factory) -> Path:
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command-line entry point of the project as a user would."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# Features with the MSD musicnn embedding, for the models that read it (resnet34_msd, mlp_msd).
+MSD_SETTINGS = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings=MSD_musicnn"]
+TINY_MSD = TINY.replace(data={"embeddings": ("MSD_musicnn",)})
+
+
+@pytest.fixture(scope="session")
+def msd_features(tiny_data, tmp_path_factory) -> Path:
+    from gtzan_tf.prepare import prepare
+
+    out = tmp_path_factory.mktemp("features") / "msd"
+    prepare(tiny_data, out, TINY_MSD, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_data, msd_features, tmp_path_factory) -> Path:
+    """`train.py --model resnet34_msd --epochs 2` on CPU, as a user runs it."""
+    run = tmp_path_factory.mktemp("runs") / "resnet34_msd"
+    result = run_cli(
+        "train.py", "--model", "resnet34_msd", "--data", str(tiny_data), "--features", str(msd_features),
+        "--out", str(run), "--epochs", "2", "--batch-size", "8", "--quiet", *MSD_SETTINGS,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run

@@ -123,6 +123,7 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
         return features, tf.tile(tf.one_hot(label, n_classes)[tf.newaxis], [n, 1])
 
     segments = clips.map(with_segment_labels, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    segments = segments.apply(tf.data.experimental.assert_cardinality(fs.count(split)))
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)

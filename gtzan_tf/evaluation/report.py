@@ -70,7 +70,7 @@ def compare_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def abbreviate(genres: Sequence[str], length: int = 3) -> list[str]:
-    """Shortest common prefix length (at least `length`) that tells every genre apart."""
+    """Genre prefixes of the shortest length (at least `length`) that tells every genre apart."""
     longest = max(len(genre) for genre in genres)
     while length < longest and len({genre[:length] for genre in genres}) < len(genres):
         length += 1

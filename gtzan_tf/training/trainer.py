@@ -154,7 +154,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
         if not get_spec(t.model).has_backbone:
             raise UserError(f"--freeze-backbone-epochs needs a model with a pretrained backbone, not {t.model}")
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
-    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir)
 
