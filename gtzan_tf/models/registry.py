@@ -1,0 +1,162 @@
+"""The one model registry (name -> builder) used by training, evaluation and export.
+
+Every model takes named inputs (only those it uses) and has one output, `genre`: float32 softmax
+probabilities of shape (batch, n_classes).
+  logmel         (frames, bins) normalised time-frequency segment, time-major
+  msd_embedding  (753,) MSD musicnn clip embedding
+  mtt_embedding  (753,) MTT musicnn clip embedding
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from gtzan_tf.config import EMBEDDING_INPUTS
+from gtzan_tf.errors import UserError
+from gtzan_tf.models.backbones import BACKBONE_NAME, backbone_features
+from gtzan_tf.models.blocks import BuildSettings, first_line, genre_head
+from gtzan_tf.models.cnn import BASELINE, Q1, cnn1d, cnn2d
+from gtzan_tf.models.fusion import embedding_mlp, get_fusion, two_branch
+
+LOGMEL = "logmel"
+MSD = EMBEDDING_INPUTS["MSD_musicnn"]
+MTT = EMBEDDING_INPUTS["MTT_musicnn"]
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    builder(inputs by name, BuildSettings) returns the features that the genre head classifies;
+    backbone names the KerasHub backbone table entry when the model has one (presets, freezing).
+    """
+
+    builder: Callable
+    description: str
+    inputs: tuple[str, ...]
+    backbone: str | None = None
+
+    @property
+    def has_backbone(self) -> bool:
+        return self.backbone is not None
+
+
+def _backbone_spec(arch_name: str, title: str) -> ModelSpec:
+    return ModelSpec(
+        partial(backbone_features, arch_name=arch_name),
+        f"{title} (KerasHub) on the log-mel segment repeated to 3 channels, global average pool",
+        (LOGMEL,),
+        backbone=arch_name,
+    )
+
+
+_REGISTRY = {
+    "cnn1d": ModelSpec(
+        partial(cnn1d, table=BASELINE),
+        "1D CNN baseline: 3 x [Conv1D k7 32, BN, ReLU, MaxPool 7] over time, mel bins as channels",
+        (LOGMEL,),
+    ),
+    "cnn1d_q1": ModelSpec(
+        partial(cnn1d, table=Q1),
+        "1D CNN Q1: channels 16/32/64/128, kernels and pools 7/5/3/3 (45,784 parameters on 96 bins)",
+        (LOGMEL,),
+    ),
+    "mlp_msd": ModelSpec(
+        partial(embedding_mlp, input_name=MSD), "MSD musicnn embedding -> Dense 32 -> BN -> ReLU", (MSD,)
+    ),
+    "mlp_mtt": ModelSpec(
+        partial(embedding_mlp, input_name=MTT), "MTT musicnn embedding -> Dense 32 -> BN -> ReLU", (MTT,)
+    ),
+    "cnn2d": ModelSpec(
+        cnn2d, "2D CNN: 3 x [Conv2D 7x7 32, BN, ReLU, MaxPool 7x7] on the (frames, bins, 1) segment", (LOGMEL,)
+    ),
+    "cnn2d_msd": ModelSpec(
+        partial(two_branch, audio_branch=cnn2d), "2D CNN branch + MSD embedding MLP branch, fused", (LOGMEL, MSD)
+    ),
+    "vgg13": _backbone_spec("vgg13", "VGG13"),
+    "vgg16": _backbone_spec("vgg16", "VGG16"),
+    "vgg19": _backbone_spec("vgg19", "VGG19"),
+    "resnet18": _backbone_spec("resnet18", "ResNet18"),
+    "resnet34": _backbone_spec("resnet34", "ResNet34"),
+    "resnet50": _backbone_spec("resnet50", "ResNet50"),
+    "resnet101": _backbone_spec("resnet101", "ResNet101"),
+    "resnet34_msd": ModelSpec(
+        partial(two_branch, audio_branch=partial(backbone_features, arch_name="resnet34")),
+        "ResNet34 branch + MSD embedding MLP branch, fused",
+        (LOGMEL, MSD),
+        backbone="resnet34",
+    ),
+}
+
+MODEL_NAMES = tuple(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+    return _REGISTRY[name]
+
+
+def model_inputs(name: str) -> tuple[str, ...]:
+    """Names of the inputs `name` reads, in order; the data pipeline feeds exactly these."""
+    return get_spec(name).inputs
+
+
+def build_model(
+    name: str,
+    *,
+    segment_shape: tuple[int, int] = (125, 96),
+    n_classes: int = 8,
+    embedding_dim: int = 753,
+    dropout: float = 0.0,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    init: str = "scratch",
+    fusion: str = "reference",
+) -> keras.Model:
+    """Build a registered model (uncompiled).
+
+    init: 'scratch'; for models with a backbone also 'imagenet', a KerasHub preset name or handle,
+    or a local preset folder; for every model a `.weights.h5` file saved from the same model.
+    fusion: a `FUSIONS` key, read by the two-branch models only.
+    """
+    spec = get_spec(name)
+    get_fusion(fusion)
+    weights_file = init.endswith(WEIGHTS_SUFFIX)
+    if weights_file and not Path(init).is_file():
+        raise UserError(f"weights file not found: {init}")
+    if init != "scratch" and not weights_file and spec.backbone is None:
+        raise UserError(f"model {name} has no backbone to initialise from {init!r}: use 'scratch' or a .weights.h5 file")
+
+    settings = BuildSettings(l1=l1, l2=l2, dropout=dropout, init="scratch" if weights_file else init, fusion=fusion)
+    shapes = {LOGMEL: tuple(segment_shape), MSD: (embedding_dim,), MTT: (embedding_dim,)}
+    inputs = {input_name: keras.Input(shapes[input_name], name=input_name) for input_name in spec.inputs}
+    model = keras.Model(inputs, genre_head(spec.builder(inputs, settings), n_classes, settings), name=name)
+    if weights_file:
+        try:
+            model.load_weights(init)
+        except (ValueError, OSError, KeyError) as exc:
+            raise UserError(f"cannot load {init} into {name}: {first_line(exc)}") from exc
+    return model
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool, optimizer: keras.optimizers.Optimizer | None = None) -> None:
+    """Freeze or unfreeze the nested `backbone` layer (frozen BatchNorm runs in inference mode).
+
+    Before the first freeze, `optimizer` (default: the compiled `model.optimizer`) is built on every
+    trainable variable, backbone included, so that it can still update the backbone once unfrozen.
+    Rebuild the train function afterwards (`model.make_train_function(force=True)` or recompile).
+    """
+    try:
+        backbone = model.get_layer(BACKBONE_NAME)
+    except ValueError as exc:
+        raise UserError(f"model {model.name!r} has no backbone to freeze or unfreeze") from exc
+    optimizer = optimizer or getattr(model, "optimizer", None)
+    if not trainable and optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    backbone.trainable = trainable
