@@ -12,7 +12,7 @@ from gtzan_tf.errors import cli
 FLAGS = {
     "model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate",
     "schedule": "schedule", "optimizer": "optimizer", "weight_decay": "weight_decay", "l1": "l1", "l2": "l2",
-    "dropout": "dropout", "label_smoothing": "label_smoothing", "seed": "seed", "seeds": "seeds", "init": "init",
+    "dropout": "dropout", "label_smoothing": "label_smoothing", "seed": "seed", "seeds": "seeds", "init": "init", "fusion": "fusion",
     "freeze_backbone_epochs": "freeze_backbone_epochs", "patience": "early_stopping_patience",
     "mixed_precision": "mixed_precision", "jit": "jit", "strategy": "strategy",
 }
@@ -39,6 +39,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", type=int, help="train N seeded runs and report mean and std")
     p.add_argument("--init", help="scratch | KerasHub preset name | local preset folder | file.weights.h5")
+    p.add_argument("--fusion", help="two-branch fusion: reference (8+8 logits) | wide (pooled features)")
     p.add_argument("--freeze-backbone-epochs", type=int, help="train the new head only for N epochs first")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
@@ -68,11 +69,9 @@ def main(argv=None):
     cfg = cfg.with_overrides(args.set)
     chosen = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
     cfg = cfg.replace(train=chosen)
-    if cfg.train.strategy == "multiworker":
-        from gtzan_tf.training.multiworker import train_multiworker as run
-    else:
-        from gtzan_tf.training.trainer import train as run
-    summary = run(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
+    from gtzan_tf.training.trainer import train
+
+    summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
                   verbose=2 if args.quiet else 1)
     keys = [k for k in summary if k.endswith("clip_accuracy") or k.endswith("_mean") or k.endswith("_std")]
     print(" ".join(f"{k}={summary[k]:.4f}" for k in keys), file=sys.stderr)

@@ -113,6 +113,7 @@ class TrainConfig:
     seed: int = 0
     seeds: int = 1
     init: str = "scratch"
+    fusion: str = "reference"
     freeze_backbone_epochs: int = 0
     early_stopping_patience: int = 20
     reduce_lr_patience: int = 8

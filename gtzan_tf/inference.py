@@ -11,7 +11,7 @@ import numpy as np
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.models.registry import build_model, model_inputs
+from gtzan_tf.models.registry import model_inputs
 from gtzan_tf.prepare import embed_clips, load_embedders
 
 
@@ -47,12 +47,9 @@ class TrainedRun:
     @cached_property
     def model(self) -> keras.Model:
         """The registry's architecture with the best weights (no download: init is scratch)."""
-        model = build_model(
-            self.cfg.train.model,
-            segment_shape=self.cfg.features.segment_shape,
-            n_classes=len(self.genres),
-            dropout=self.cfg.train.dropout,
-        )
+        from gtzan_tf.training.trainer import build_for
+
+        model = build_for(self.cfg, len(self.genres), init="scratch")
         model.load_weights(self.root / "best.weights.h5")
         return model
 

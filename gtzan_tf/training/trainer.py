@@ -22,6 +22,7 @@ from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone, clip_accur
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
+STRATEGIES = ("auto", "mirrored", "multiworker")
 
 
 def validate(cfg: Config) -> None:
@@ -34,6 +35,8 @@ def validate(cfg: Config) -> None:
         raise UserError("--epochs, --batch-size and --seeds must be at least 1")
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {t.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if t.strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {t.strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if t.schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {t.schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1 or min(t.l1, t.l2, t.weight_decay) < 0:
@@ -46,8 +49,7 @@ def default_features_dir(run_dir: Path, cfg: Config) -> Path:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    """MirroredStrategy over several local GPUs (or when asked), else the default strategy."""
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
@@ -78,16 +80,18 @@ def use_mixed_precision(cfg: Config) -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def build_for(cfg: Config, fs: FeatureSet) -> keras.Model:
+def build_for(cfg: Config, n_classes: int, init: str | None = None) -> keras.Model:
+    """The registry model that `cfg` describes (train, evaluate, predict and export all build this)."""
     t = cfg.train
     return build_model(
         t.model,
-        segment_shape=fs.segment_shape,
-        n_classes=len(fs.genres),
+        segment_shape=cfg.features.segment_shape,
+        n_classes=n_classes,
         dropout=t.dropout,
         l1=t.l1,
         l2=t.l2,
-        init=t.init,
+        init=t.init if init is None else init,
+        fusion=t.fusion,
     )
 
 
@@ -95,6 +99,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
           workers: int = 1, verbose: int = 1) -> dict:
     """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
     validate(cfg)
+    if cfg.train.strategy == "multiworker":
+        from gtzan_tf.training.multiworker import train_multiworker
+
+        return train_multiworker(cfg, data_dir, run_dir, features_dir, workers, verbose)
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     if not Path(data_dir).is_dir() and not (features_dir / "manifest.json").is_file():
@@ -131,7 +139,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     val_clips = eval_clip_dataset(fs, "valid", inputs)
     steps_per_epoch = int(np.ceil(fs.count("train") / global_batch))
     with strategy.scope():
-        model = build_for(cfg, fs)
+        model = build_for(cfg, len(fs.genres))
         model.compile(
             optimizer=make_optimizer(cfg, steps_per_epoch),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
@@ -145,11 +153,12 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
             save_best_only=True, save_weights_only=True,
         ),
         keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=t.reduce_lr_patience),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
     ]
+    if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
+        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=t.reduce_lr_patience))
     if t.freeze_backbone_epochs:
         if not get_spec(t.model).has_backbone:
             raise UserError(f"--freeze-backbone-epochs needs a model with a pretrained backbone, not {t.model}")

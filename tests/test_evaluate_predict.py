@@ -1,0 +1,78 @@
+"""evaluate.py, predict.py and the self-contained serving SavedModel."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+import tensorflow as tf
+
+from gtzan_tf.data.audio import load_audio
+from gtzan_tf.inference import Predictor, load_run
+
+from conftest import run_cli
+
+
+def test_evaluate_writes_metrics_and_plots(trained_run, tiny_data):
+    result = run_cli("evaluate.py", "--run", str(trained_run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    for key in ("clip_accuracy", "clip_accuracy_vote", "segment_accuracy", "macro_f1", "per_genre",
+                "confusion_matrix", "genres"):
+        assert key in metrics
+    assert np.sum(metrics["confusion_matrix"]) == metrics["n_clips"] == 8
+    assert "clip" in result.stdout.lower() and "jazz" in result.stdout
+    for png in ("confusion_matrix.png", "history.png"):
+        data = (trained_run / "eval" / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_compare_prints_one_markdown_table(trained_run):
+    result = run_cli("evaluate.py", "--compare", str(trained_run), str(trained_run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 4 and "| resnet34_msd |" in rows[2] and "| resnet34_msd |" in rows[3]
+
+
+def test_predict_stereo_mp3_and_short_clip(trained_run, tmp_path):
+    t = np.arange(int(44100 * 3.5)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    sf.write(tmp_path / "stereo.mp3", stereo.astype(np.float32), 44100, format="MP3")
+    sf.write(tmp_path / "short.wav", (0.3 * np.sin(2 * np.pi * 440 * t[: 2 * 44100])).astype(np.float32), 44100)
+    result = run_cli("predict.py", "--model", str(trained_run), "--json", "--segments",
+                     str(tmp_path / "stereo.mp3"), str(tmp_path / "short.wav"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["file"].rsplit("/", 1)[1] for o in outputs] == ["stereo.mp3", "short.wav"]
+    genres = set(load_run(trained_run).genres)
+    for o in outputs:
+        assert o["genre"] in genres and abs(sum(o["probabilities"].values()) - 1) < 1e-5
+        assert len(o["segments"]) >= 1 and len(o["top_k"]) == 3
+
+
+def test_predict_reports_a_corrupt_file_in_one_line_and_exits_1(trained_run, tiny_data, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    good = tiny_data / "wav" / "jazz" / "jazz.00000.wav"
+    result = run_cli("predict.py", "--model", str(trained_run), str(bad), str(good))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.wav" in lines[0] and "Traceback" not in result.stderr
+    assert "jazz.00000.wav" in result.stdout
+
+
+def test_serving_model_matches_predict_within_1e4(trained_run, tiny_data):
+    run = load_run(trained_run)
+    predictor = Predictor(run)
+    serving = tf.saved_model.load(str(trained_run / "serving"))
+    signature = serving.signatures["serving_default"]
+    for path in sorted((tiny_data / "wav").rglob("*.wav"))[::7][:3]:
+        y = load_audio(path, run.cfg.audio)
+        expected = predictor.segment_probabilities(y).mean(axis=0)
+        out = signature(waveform=tf.constant(y))
+        assert [g.decode() for g in out["genres"].numpy()] == run.genres
+        np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-4)
+        assert abs(float(tf.reduce_sum(out["probabilities"])) - 1) < 1e-5
+    short = y[: 2 * 16000]
+    np.testing.assert_allclose(signature(waveform=tf.constant(short))["probabilities"].numpy(),
+                               predictor.segment_probabilities(short).mean(axis=0), atol=1e-4)
