@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 DEMO_EPOCHS ?= 8
+# The demo set is small (20 clips of 10 s per genre): 3 validation clips per genre, MSD embedding only.
+DEMO_SETTINGS := --set data.validation_per_genre=3 --set data.embeddings=MSD_musicnn
 
 .PHONY: setup test demo bench lint-docker docker clean
 
@@ -23,9 +25,9 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 demo: setup
-	$(BIN)/python -m gtzan_tf.synth --out $(DEMO)/gtzan --clips-per-genre 24 --seconds 12 --seed 0
+	$(BIN)/python -m gtzan_tf.synth --out $(DEMO)/gtzan --clips-per-genre 20 --seconds 10 --seed 0
 	$(BIN)/python train.py --model resnet34_msd --data $(DEMO)/gtzan --out $(DEMO)/runs/resnet34_msd \
-		--epochs $(DEMO_EPOCHS) --workers 2 --set data.validation_per_genre=3 --quiet
+		--epochs $(DEMO_EPOCHS) --lr 1e-3 --workers 2 --quiet $(DEMO_SETTINGS)
 	$(BIN)/python evaluate.py --run $(DEMO)/runs/resnet34_msd --data $(DEMO)/gtzan
 	$(BIN)/python predict.py --model $(DEMO)/runs/resnet34_msd $(DEMO)/gtzan/wav/jazz/jazz.00000.wav
 

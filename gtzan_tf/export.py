@@ -40,6 +40,7 @@ class GenreServing(tf.Module):
         mean, std = run.normalization
         self.mean, self.std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
         self.classifier = classifier
+        self.input_names = run.inputs
         models = {name: model for model, name in EMBEDDING_INPUTS.items() if name in run.inputs}
         if models:
             from gtzan_tf.musicnn import load_musicnn
@@ -66,6 +67,7 @@ class GenreServing(tf.Module):
             for name, embedder in self.embedders.items():
                 embedding = tf.reduce_mean(embedder(patches, training=False)["max_pool"], axis=0)
                 inputs[name] = tf.tile(embedding[tf.newaxis], [n_segments, 1])
+        inputs = {name: inputs[name] for name in self.input_names}
         segment_probs = tf.cast(self.classifier(inputs, training=False), tf.float32)
         return {
             "probabilities": tf.reduce_mean(segment_probs, axis=0),

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import sys
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -259,12 +259,13 @@ def _run_tasks(todo: list[ShardTask], cfg: Config, out: Path, workers: int, skip
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)) as pool:
             futures = {pool.submit(build_shard, t, cfg_dict, str(out), skip_bad): t for t in todo}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
+            try:
+                for future in as_completed(futures):
                     future.result()
                     bar.update(len(futures[future].clips))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     except BaseException:
         for stale in out.glob(".*.tmp-*"):
             stale.unlink(missing_ok=True)
