@@ -171,8 +171,8 @@ def test_batching_across_clips_and_embeddings():
     for clip, out in zip(clips, batched):
         alone = extractor.extract([clip])[0]
         assert out.keys() == alone.keys()
-        for key in out:
-            np.testing.assert_allclose(out[key], alone[key], rtol=1e-5, atol=1e-5)
+        for key in out:  # the batch size changes oneDNN's blocking, hence float rounding
+            np.testing.assert_allclose(out[key], alone[key], rtol=1e-4, atol=1e-4)
     assert [len(out["taggram"]) for out in batched] == [2, 1, 4]
     assert batched[0]["timbral"].shape == (2 * 187, 408)
     embeddings = extractor.clip_embeddings(clips)

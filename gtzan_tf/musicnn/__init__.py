@@ -4,28 +4,31 @@
     MusicnnExtractor(name)        batched extraction from waveforms or files; clip embeddings
     musicnn_spectrogram, patches  the original's input, in numpy (librosa)
     MusicnnPatches, musicnn_waveform_to_patches   the same in-graph (TensorFlow), any length
+
+Names are imported on first use, so `gtzan_tf.musicnn.params` can be read without TensorFlow.
 """
-import os
+import importlib
 
-# TensorFlow leaves its oneDNN kernels off on CPUs without AVX-512 (e.g. AMD, AVX2): with them,
-# musicnn takes about 30% less CPU. Effective only if set before TensorFlow is first imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+_EXPORTS = {
+    "MusicnnExtractor": "extractor",
+    "MusicnnPatches": "frontend",
+    "load_audio": "frontend",
+    "musicnn_spectrogram": "frontend",
+    "musicnn_waveform_to_patches": "frontend",
+    "patches": "frontend",
+    "MSD_LABELS": "labels",
+    "MTT_LABELS": "labels",
+    "labels_for": "labels",
+    "MODEL_NAMES": "model",
+    "MODEL_OUTPUTS": "model",
+    "PARAMS": "params",
+    "MusicnnParams": "params",
+    "load_musicnn": "weights",
+}
+__all__ = sorted(_EXPORTS)
 
-from gtzan_tf.musicnn.extractor import MusicnnExtractor  # noqa: E402
-from gtzan_tf.musicnn.frontend import (  # noqa: E402
-    MusicnnPatches,
-    load_audio,
-    musicnn_spectrogram,
-    musicnn_waveform_to_patches,
-    patches,
-)
-from gtzan_tf.musicnn.labels import MSD_LABELS, MTT_LABELS, labels_for  # noqa: E402
-from gtzan_tf.musicnn.model import MODEL_NAMES, MODEL_OUTPUTS  # noqa: E402
-from gtzan_tf.musicnn.params import PARAMS, MusicnnParams  # noqa: E402
-from gtzan_tf.musicnn.weights import load_musicnn  # noqa: E402
 
-__all__ = [
-    "MODEL_NAMES", "MODEL_OUTPUTS", "MSD_LABELS", "MTT_LABELS", "PARAMS", "MusicnnExtractor", "MusicnnParams",
-    "MusicnnPatches", "labels_for", "load_audio", "load_musicnn", "musicnn_spectrogram",
-    "musicnn_waveform_to_patches", "patches",
-]
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
