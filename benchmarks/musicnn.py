@@ -142,15 +142,17 @@ def main() -> None:
                 original_max_pool = original["max_pool"]
             print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in timings.items() if v))
         if original_max_pool is not None:
-            same_input = [extractor.predict_patches(original_literal_input(p), ["max_pool"])["max_pool"] for p in paths]
+            same_input = [extractor.predict_patches(original_literal_input(p), ["max_pool"])["max_pool"]
+                          for p in paths]
             parity = [max(np.abs(np.asarray(o) - ours).max() for o, ours in zip(original_max_pool, mine))
                       for mine in (ours_max_pool, same_input)]
 
     n_patches = len(inputs)
     median = {k: statistics.median(v) for k, v in timings.items() if v}
     print(f"\n{args.clips} clips ({n_patches} patches of {PARAMS.patch_frames} frames), medians of {args.repeats}:")
-    print(f"  ours end to end : {args.clips / median['ours']:7.2f} clips/s ({1000 * median['ours'] / args.clips:.0f} ms/clip)")
-    print(f"  network floor   : {args.clips / median['floor']:7.2f} clips/s ({1000 * median['floor'] / n_patches:.1f} ms/patch)")
+    ours, floor = median["ours"], median["floor"]
+    print(f"  ours end to end : {args.clips / ours:7.2f} clips/s ({1000 * ours / args.clips:.0f} ms/clip)")
+    print(f"  network floor   : {args.clips / floor:7.2f} clips/s ({1000 * floor / n_patches:.1f} ms/patch)")
     print(f"  end to end / floor time: {median['ours'] / median['floor']:.2f}x (target <= 1.25)")
     if "original" in median:
         print(f"  original        : {args.clips / median['original']:7.2f} clips/s "

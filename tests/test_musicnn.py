@@ -174,6 +174,8 @@ def test_batching_across_clips_and_embeddings():
         for key in out:  # the batch size changes oneDNN's blocking, hence float rounding
             np.testing.assert_allclose(out[key], alone[key], rtol=1e-4, atol=1e-4)
     assert [len(out["taggram"]) for out in batched] == [2, 1, 4]
+    network_only = extractor.predict_patches(np.concatenate([patches(musicnn_spectrogram(c)) for c in clips]))
+    np.testing.assert_array_equal(network_only["taggram"], np.concatenate([out["taggram"] for out in batched]))
     assert batched[0]["timbral"].shape == (2 * 187, 408)
     embeddings = extractor.clip_embeddings(clips)
     assert embeddings.shape == (3, PARAMS.embedding_size)
@@ -206,8 +208,10 @@ def test_missing_package_and_unknown_model(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="choose one of MSD_musicnn, MTT_musicnn"):
         load_musicnn("MSD_musicnn_big")
     monkeypatch.setenv("GTZAN_TF_CACHE", str(tmp_path))
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "musicnn" else real_find_spec(name, *a))
+    def find_spec(name, package=None, real_find_spec=importlib.util.find_spec):
+        return None if name == "musicnn" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(UserError) as error:
         load_musicnn("MSD_musicnn")
     assert str(error.value) == "musicnn weights not found: pip install --no-deps musicnn==0.1.0"

@@ -1,4 +1,4 @@
-"""python -m gtzan_tf.musicnn --model MSD_musicnn --out-dir DIR FILE...: one .npz of musicnn outputs per file.
+"""One .npz of musicnn outputs per audio file, DIR/<file stem>.npz.
 
 Keys (musicnn models; P = number of 3 s patches): taggram (P, 50), timbral (P*187, 408),
 temporal (P*187, 153), cnn1..cnn3 (P*187, 64), mean_pool and max_pool (P, 753), penultimate (P, 200).
@@ -32,10 +32,11 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gtzan_tf.musicnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gtzan_tf.musicnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files (any format librosa reads)")
     parser.add_argument("--model", default="MSD_musicnn", choices=MODEL_NAMES)
-    parser.add_argument("--out-dir", required=True, type=Path, help="folder for <file stem>.npz")
+    parser.add_argument("--out-dir", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument("--top-tags", type=int, default=0, metavar="K", help="print each file's K most likely tags")
     parser.add_argument("--batch-size", type=int, default=32, help="3 s patches per network call")
     return parser.parse_args(argv)

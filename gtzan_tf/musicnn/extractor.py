@@ -114,11 +114,11 @@ class MusicnnExtractor:
         return {k: np.stack(v).astype(np.float32) for k, v in pooled.items()}
 
     def predict_patches(self, patches: np.ndarray, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """The network alone on precomputed patches (n, 187, 96), in batches: {name: (n, ...)}."""
-        names = tuple(names or self.output_names)
-        network = self._network(names)
-        batches = [network(patches[i:i + self.batch_size]) for i in range(0, len(patches), self.batch_size)]
-        return {k: np.concatenate([batch[k].numpy() for batch in batches]) for k in names}
+        """The network alone on precomputed patches (n >= 1, 187, 96), batched as in `extract`:
+        {name: (n, ...)}."""
+        if len(patches) == 0:
+            raise UserError("no patches to predict")
+        return next(self._per_clip([patches], tuple(names or self.output_names)))
 
     def top_tags(self, taggram: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k tags of highest mean likelihood over a clip's patches, with that likelihood."""
