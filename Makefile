@@ -27,7 +27,7 @@ test: setup
 demo: setup
 	$(BIN)/python -m gtzan_tf.synth --out $(DEMO)/gtzan --clips-per-genre 20 --seconds 10 --seed 0
 	$(BIN)/python train.py --model resnet34_msd --data $(DEMO)/gtzan --out $(DEMO)/runs/resnet34_msd \
-		--epochs $(DEMO_EPOCHS) --lr 1e-3 --workers 2 --quiet $(DEMO_SETTINGS)
+		--epochs $(DEMO_EPOCHS) --lr 1e-3 --quiet $(DEMO_SETTINGS)
 	$(BIN)/python evaluate.py --run $(DEMO)/runs/resnet34_msd --data $(DEMO)/gtzan
 	$(BIN)/python predict.py --model $(DEMO)/runs/resnet34_msd $(DEMO)/gtzan/wav/jazz/jazz.00000.wav
 

@@ -47,7 +47,7 @@ class GenreServing(tf.Module):
             from gtzan_tf.musicnn.frontend import MusicnnPatches
 
             self.patches = MusicnnPatches()
-            self.embedders = {name: load_musicnn(model) for name, model in models.items()}
+            self.embedders = {name: _max_pool_network(load_musicnn(model)) for name, model in models.items()}
         else:
             self.embedders = {}
         self.genres = tf.constant(run.genres)
@@ -65,7 +65,7 @@ class GenreServing(tf.Module):
         if self.embedders:
             patches = self.patches(waveform[tf.newaxis])[0]
             for name, embedder in self.embedders.items():
-                embedding = tf.reduce_mean(embedder(patches, training=False)["max_pool"], axis=0)
+                embedding = tf.reduce_mean(embedder(patches, training=False), axis=0)
                 inputs[name] = tf.tile(embedding[tf.newaxis], [n_segments, 1])
         inputs = {name: inputs[name] for name in self.input_names}
         segment_probs = tf.cast(self.classifier(inputs, training=False), tf.float32)
@@ -74,6 +74,11 @@ class GenreServing(tf.Module):
             "genres": self.genres,
             "segment_probabilities": segment_probs,
         }
+
+
+def _max_pool_network(musicnn: keras.Model) -> keras.Model:
+    """musicnn cut down to the output the clip embedding needs (the taggram head is not run)."""
+    return keras.Model(musicnn.input, musicnn.output["max_pool"], name=f"{musicnn.name}_max_pool")
 
 
 def export_run(run_dir: str | Path, model: keras.Model | None = None) -> None:
