@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from gtzan_tf import import_tensorflow_quietly
+from gtzan_tf.data.index import SPLITS
 from gtzan_tf.errors import cli
 
 
@@ -20,7 +21,7 @@ def main(argv=None):
     group.add_argument("--run", type=Path, help="a run folder written by train.py")
     group.add_argument("--compare", type=Path, nargs="+", metavar="RUN_DIR", help="several run folders")
     p.add_argument("--data", type=Path, help="dataset folder, to prepare features that are missing here")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--split", default="test", choices=SPLITS)
     args = p.parse_args(argv)
     import_tensorflow_quietly()
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
-from gtzan_tf.data.index import DatasetIndex, load_index
+from gtzan_tf.data.index import SPLITS, DatasetIndex, load_index
 from gtzan_tf.errors import BadAudioError, UserError, cli
 from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.utils import atomic_write_bytes
@@ -52,7 +52,7 @@ class ShardTask:
 def plan_shards(index: DatasetIndex, cfg: Config) -> list[ShardTask]:
     """The deterministic list of shards every worker and machine agrees on."""
     tasks = []
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         clips = [(c.clip_id, c.genre, index.label(c.genre), str(c.path)) for c in index.split(split)]
         size = cfg.data.clips_per_shard
         for number, start in enumerate(range(0, len(clips), size)):
