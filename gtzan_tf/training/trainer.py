@@ -39,6 +39,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"unknown strategy {t.strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if t.schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {t.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if t.freeze_backbone_epochs and not get_spec(t.model).has_backbone:
+        raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*), not {t.model}")
     if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1 or min(t.l1, t.l2, t.weight_decay) < 0:
         raise UserError("dropout and label smoothing must be in [0, 1); l1, l2 and weight decay non-negative")
 
@@ -160,8 +162,6 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
         callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=t.reduce_lr_patience))
     if t.freeze_backbone_epochs:
-        if not get_spec(t.model).has_backbone:
-            raise UserError(f"--freeze-backbone-epochs needs a model with a pretrained backbone, not {t.model}")
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
     model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.load_weights(run_dir / "best.weights.h5")
