@@ -212,12 +212,15 @@ def prepare(
             "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
     atomic_write_bytes(out / "plan.json", json.dumps(plan, indent=1).encode())
     mine = [t for t in tasks if t.number % num_shards == shard_index] if num_shards > 1 else tasks
-    todo = [t for t in mine if shard_is_done(out, t) is None]
+    done = {t.name for t in tasks if shard_is_done(out, t)}  # each shard is hashed once per run
+    todo = [t for t in mine if t.name not in done]
     if todo:
         _run_tasks(todo, cfg, out, workers, skip_bad, progress)
     elif progress:
         print(f"{out}: all {len(mine)} shards already prepared", file=sys.stderr)
-    return merge(out) if all(shard_is_done(out, t) for t in tasks) else None
+    done.update(t.name for t in todo)
+    others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
+    return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
 
 
 def _check_audio_headers(index: DatasetIndex, cfg: Config, skip_bad: bool) -> None:
