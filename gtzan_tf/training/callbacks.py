@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gtzan_tf.evaluation.metrics import aggregate_clips
 from gtzan_tf.models.registry import set_backbone_trainable
 
 
@@ -24,10 +25,8 @@ def predict_clips(model: keras.Model, clips: tf.data.Dataset, batch_size: int = 
 
 def clip_accuracy(probs: np.ndarray, labels: np.ndarray, clip_ids: np.ndarray) -> float:
     """Accuracy of the clip prediction = argmax of the mean segment probability."""
-    correct = [
-        probs[clip_ids == c].mean(axis=0).argmax() == labels[clip_ids == c][0] for c in dict.fromkeys(clip_ids)
-    ]
-    return float(np.mean(correct))
+    clips = aggregate_clips(probs, clip_ids, labels)
+    return float(np.mean(clips.predictions == clips.labels))
 
 
 class ClipAccuracy(keras.callbacks.Callback):
