@@ -10,6 +10,7 @@ predict.py is timed on the same clips for comparison.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import gtzan_tf  # noqa: F401  before TensorFlow: turns oneDNN on, as the entry points do
 import numpy as np
 import tensorflow as tf
 
@@ -63,7 +65,8 @@ def main():
             predictor.segment_probabilities(y)
             keras_path.append(time.perf_counter() - start)
     med, med_keras = statistics.median(per_clip), statistics.median(keras_path)
-    print(f"{args.clips} clips of {args.seconds:g} s, model {run.cfg.train.model}, CPU")
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    print(f"{args.clips} clips of {args.seconds:g} s, model {run.cfg.train.model}, CPU, TF_ENABLE_ONEDNN_OPTS={onednn}")
     print(f"serving SavedModel : median {med * 1000:7.1f} ms/clip, real-time factor {med / args.seconds:.4f} "
           f"(target <= 0.01), {args.clips / sum(per_clip):.2f} clips/s")
     print(f"predict.py path    : median {med_keras * 1000:7.1f} ms/clip, real-time factor {med_keras / args.seconds:.4f}, "

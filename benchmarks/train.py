@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import gtzan_tf  # noqa: F401  before TensorFlow: turns oneDNN on, as the entry points do
 import keras
 import numpy as np
 import tensorflow as tf

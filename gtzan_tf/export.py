@@ -24,9 +24,6 @@ from gtzan_tf.features.layers import MelSpectrogram, PowerToDb
 from gtzan_tf.inference import TrainedRun, load_run
 
 
-SEGMENT_BUCKET = 8
-
-
 class GenreServing(tf.Module):
     """waveform (samples,) at 16 kHz -> {"probabilities": (C,), "genres": (C,), "segment_probabilities"}."""
 
@@ -43,7 +40,6 @@ class GenreServing(tf.Module):
         mean, std = run.normalization
         self.mean, self.std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
         self.classifier = classifier
-        self._xla_classifier = tf.function(lambda inputs: classifier(inputs, training=False), jit_compile=True)
         self.input_names = run.inputs
         models = {name: model for model, name in EMBEDDING_INPUTS.items() if name in run.inputs}
         if models:
@@ -71,28 +67,19 @@ class GenreServing(tf.Module):
             for name, embedder in self.embedders.items():
                 embedding = tf.reduce_mean(_in_two_halves(embedder, patches), axis=0)
                 inputs[name] = tf.tile(embedding[tf.newaxis], [n_segments, 1])
-        segment_probs = self.classify({name: inputs[name] for name in self.input_names}, n_segments)
+        # Plain graph ops, not one XLA cluster: the classifier's log-mel branch runs while musicnn does.
+        inputs = {name: inputs[name] for name in self.input_names}
+        segment_probs = tf.cast(self.classifier(inputs, training=False), tf.float32)
         return {
             "probabilities": tf.reduce_mean(segment_probs, axis=0),
             "genres": self.genres,
             "segment_probabilities": segment_probs,
         }
 
-    def classify(self, inputs: dict, n_segments):
-        """Segment probabilities, the classifier compiled with XLA (about 40% faster on CPU).
-
-        Segments are padded to a multiple of SEGMENT_BUCKET so XLA compiles one program per bucket,
-        not one per clip length.
-        """
-        padded = -(-n_segments // SEGMENT_BUCKET) * SEGMENT_BUCKET
-        padding = [[0, padded - n_segments]]
-        inputs = {k: tf.pad(v, padding + [[0, 0]] * (len(v.shape) - 1)) for k, v in inputs.items()}
-        return tf.cast(self._xla_classifier(inputs), tf.float32)[:n_segments]
-
 
 def _in_two_halves(network: keras.Model, patches):
-    """network(patches) as two independent calls that TensorFlow runs concurrently (about 20% faster
-    on CPU than one call); a single patch goes through in one call."""
+    """network(patches) as two independent calls that TensorFlow runs concurrently (MTT musicnn on
+    2 CPU cores: about 20% faster than one call); a single patch goes through in one call."""
     half = tf.shape(patches)[0] // 2
     return tf.cond(
         half > 0,
