@@ -77,6 +77,17 @@ def test_interrupted_run_resumes_from_its_last_epoch(tiny_features, tiny_data, t
     assert list(final["epoch"]) == list(range(6))
 
 
+
+def test_a_seeded_run_repeats_exactly(tiny_features, tiny_data, tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        result = run_cli("train.py", "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
+                         "--out", str(run), "--epochs", "3", "--batch-size", "8", "--seed", "3", "--quiet", *FAST)
+        assert result.returncode == 0, result.stderr[-3000:]
+    histories = [pd.read_csv(run / "history.csv") for run in runs]
+    pd.testing.assert_frame_equal(*histories)
+    assert (runs[0] / "best.weights.h5").read_bytes() == (runs[1] / "best.weights.h5").read_bytes()
+
 @pytest.mark.parametrize(
     "args, message",
     [
