@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import gtzan_tf  # noqa: F401  before TensorFlow: turns oneDNN on, as the entry points do
-import numpy as np
 import tensorflow as tf
 
 from gtzan_tf.inference import Predictor, load_run

@@ -47,24 +47,24 @@ import tensorflow as tf
 from gtzan_tf.config import Config
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
-from gtzan_tf.models import get_spec, model_inputs, set_backbone_trainable
-from gtzan_tf.prepare import MANIFEST, ensure_prepared
+from gtzan_tf.models import model_inputs, set_backbone_trainable
+from gtzan_tf.prepare import MANIFEST
 from gtzan_tf.training.callbacks import clip_accuracy, predict_clips
 from gtzan_tf.training.trainer import (
+    REDUCE_LR_FACTOR,
+    REDUCE_LR_MIN_DELTA,
     build_for,
     default_features_dir,
     finish_run,
     make_optimizer,
     make_strategy,
+    prepare_features,
     use_mixed_precision,
     validate,
 )
 
 # history.csv columns, as Keras' CSVLogger writes them for the single-machine path (sorted keys).
 HISTORY_COLUMNS = ("epoch", "accuracy", "learning_rate", "loss", "val_accuracy", "val_clip_accuracy", "val_loss")
-# trainer.py's ReduceLROnPlateau: factor 0.5 on val_loss, Keras' default min_delta.
-REDUCE_LR_FACTOR = 0.5
-REDUCE_LR_MIN_DELTA = 1e-4
 # How long a worker waits, after the chief is done, for the manifest to show up on a shared
 # filesystem with attribute caching (NFS).
 MANIFEST_VISIBLE_TIMEOUT_S = 120.0
@@ -128,8 +128,6 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
         raise UserError("--seeds is not supported with --strategy multiworker: start one multi-worker run per seed")
     if t.jit:
         raise UserError("--jit is not supported with --strategy multiworker (its all-reduce is not XLA-compiled)")
-    if t.freeze_backbone_epochs and not get_spec(t.model).has_backbone:
-        raise UserError(f"--freeze-backbone-epochs needs a model with a pretrained backbone, not {t.model}")
     role = worker_role(check_tf_config())
     # TensorFlow requires the strategy before any other TensorFlow work in the process; it
     # returns when every worker of the cluster is up.
@@ -214,10 +212,7 @@ def _shared_features(collectives: Collectives, role: WorkerRole, cfg: Config, da
                      workers: int) -> FeatureSet:
     """The chief prepares missing features; the others wait for it, then read the same folder."""
     if role.is_chief:
-        if not data_dir.is_dir() and not (features_dir / MANIFEST).is_file():
-            raise UserError(f"data folder {data_dir} does not exist; generate a demo set with "
-                            f"`python -m gtzan_tf.synth --out {data_dir}`")
-        ensure_prepared(data_dir, features_dir, cfg, workers=workers)
+        prepare_features(cfg, data_dir, features_dir, workers)
     elif not _manifest_ready(features_dir, cfg):
         print(f"worker {role.index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
     collectives.barrier()
@@ -481,7 +476,7 @@ def _end_of_epoch(cfg: Config, state: _State, optimizer, logs: dict, epoch: int)
         improved = True
     elif state.stop_wait.numpy() >= t.early_stopping_patience and epoch > 0:
         stop = True
-    # ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=reduce_lr_patience).
+    # trainer.py's ReduceLROnPlateau on val_loss.
     if bool(keras.ops.less(logs["val_loss"] + REDUCE_LR_MIN_DELTA, float(state.best_val_loss.numpy()))):
         state.best_val_loss.assign(logs["val_loss"])
         state.plateau_wait.assign(0)

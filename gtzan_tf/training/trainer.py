@@ -16,13 +16,16 @@ from gtzan_tf.config import Config
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_model, get_spec, model_inputs
-from gtzan_tf.prepare import ensure_prepared
+from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.utils import write_json
 from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone, clip_accuracy, predict_clips
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
+# Learning-rate reduction on a val_loss plateau (constant schedule only); the multi-worker loop applies the same.
+REDUCE_LR_FACTOR = 0.5
+REDUCE_LR_MIN_DELTA = 1e-4
 
 
 def validate(cfg: Config) -> None:
@@ -107,9 +110,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         return train_multiworker(cfg, data_dir, run_dir, features_dir, workers, verbose)
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
-    if not Path(data_dir).is_dir() and not (features_dir / "manifest.json").is_file():
-        raise UserError(f"data folder {data_dir} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {data_dir}`")
-    ensure_prepared(data_dir, features_dir, cfg, workers=workers)
+    prepare_features(cfg, Path(data_dir), features_dir, workers)
     fs = load_feature_set(features_dir)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -125,6 +126,13 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         summary = summarize_runs(cfg, fs, runs)
     write_json(run_dir / "run.json", summary)
     return summary
+
+
+def prepare_features(cfg: Config, data_dir: Path, features_dir: Path, workers: int) -> None:
+    """Prepare what `features_dir` lacks from `data_dir` (a missing data folder is fine once it is complete)."""
+    if not data_dir.is_dir() and not (features_dir / MANIFEST).is_file():
+        raise UserError(f"data folder {data_dir} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {data_dir}`")
+    ensure_prepared(data_dir, features_dir, cfg, workers=workers)
 
 
 def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
@@ -160,7 +168,8 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
     ]
     if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
-        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=t.reduce_lr_patience))
+        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
     if t.freeze_backbone_epochs:
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
     model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
