@@ -132,7 +132,6 @@ def test_pipeline_batches_are_normalised_and_clip_groups_complete(tiny_features)
     assert all(features["logmel"].shape[1:] == (125, 96) for features, _, _ in clips)
 
 
-
 def test_shuffled_segment_stream_depends_on_the_seed_only(tiny_features):
     fs = load_feature_set(tiny_features)
 
@@ -145,6 +144,7 @@ def test_shuffled_segment_stream_depends_on_the_seed_only(tiny_features):
     for _ in range(3):
         np.testing.assert_array_equal(epochs(seed=0), first)
     assert not np.array_equal(epochs(seed=1), first)
+
 
 def test_manifest_records_checksums_and_normalisation(tiny_features):
     from gtzan_tf.prepare import sha256_file
