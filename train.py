@@ -73,6 +73,10 @@ def main(argv=None):
 
     summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
                   verbose=2 if args.quiet else 1)
+    if summary.get("worker", 0) == 0:  # in a multi-worker run the chief alone writes the run folder
+        from gtzan_tf.export import export_trained
+
+        export_trained(args.out)
     keys = [k for k in summary if k.endswith("clip_accuracy") or k.endswith("_mean") or k.endswith("_std")]
     print(" ".join(f"{k}={summary[k]:.4f}" for k in keys), file=sys.stderr)
     print(f"run folder: {args.out}")

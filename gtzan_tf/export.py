@@ -105,6 +105,15 @@ def export_run(run_dir: str | Path, model: keras.Model | None = None) -> None:
     _replace_dir(run.root / "serving", lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve}))
 
 
+def export_trained(run_dir: str | Path) -> list[Path]:
+    """Export every seed run of a finished train.py run (the run itself when it has one seed)."""
+    exported = []
+    for seed_run in load_run(run_dir).seed_runs:
+        export_run(seed_run.root)
+        exported.append(seed_run.root)
+    return exported
+
+
 def _replace_dir(target: Path, write) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

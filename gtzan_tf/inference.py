@@ -11,8 +11,8 @@ import numpy as np
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.models.registry import model_inputs
-from gtzan_tf.prepare import embed_clips, load_embedders
+from gtzan_tf.models.registry import build_for, model_inputs
+from gtzan_tf.musicnn.embedding import embed_clips, load_embedders
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,6 @@ class TrainedRun:
     @cached_property
     def model(self) -> keras.Model:
         """The registry's architecture with the best weights (no download: init is scratch)."""
-        from gtzan_tf.training.trainer import build_for
-
         model = build_for(self.cfg, len(self.genres), init="scratch")
         model.load_weights(self.root / "best.weights.h5")
         return model

@@ -29,6 +29,7 @@ from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import SPLITS, DatasetIndex, load_index
 from gtzan_tf.errors import BadAudioError, UserError, cli
+from gtzan_tf.musicnn.embedding import embed_clips, load_embedders
 from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.utils import atomic_write_bytes
 
@@ -78,9 +79,6 @@ def shard_is_done(out: Path, task: ShardTask) -> dict | None:
 
 
 # --------------------------------------------------------------------------- worker side
-_WORKER: dict = {}
-
-
 def _init_worker(threads: int | None) -> None:
     import_tensorflow_quietly()
     import tensorflow as tf
@@ -89,25 +87,6 @@ def _init_worker(threads: int | None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
-
-
-def load_embedders(models: tuple[str, ...]) -> dict:
-    """musicnn extractors by model input name, loaded once per process."""
-    for model in models:
-        if model not in _WORKER:
-            from gtzan_tf.musicnn import MusicnnExtractor
-
-            _WORKER[model] = MusicnnExtractor(model)
-    return {EMBEDDING_INPUTS[m]: _WORKER[m] for m in models}
-
-
-def embed_clips(embedders: dict, waves: list[np.ndarray], rate: int) -> dict[str, np.ndarray]:
-    """Per-clip musicnn embeddings (n_clips, 753) of waveforms at `rate`, by input name."""
-    import librosa
-
-    if embedders and rate != MUSICNN.sample_rate:
-        waves = [librosa.resample(w, orig_sr=rate, target_sr=MUSICNN.sample_rate) for w in waves]
-    return {name: extractor.clip_embeddings(waves) for name, extractor in embedders.items()}
 
 
 def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -> dict:

@@ -125,3 +125,23 @@ def _check_inputs(segment_probs, clip_ids, segment_labels) -> tuple[np.ndarray, 
     if labels.min() < 0 or labels.max() >= probs.shape[1]:
         raise ValueError(f"segment_labels must lie in [0, {probs.shape[1]})")
     return probs, ids, labels.astype(np.int64)
+
+
+def predict_clips(model: keras.Model, clips: tf.data.Dataset, batch_size: int = 64):
+    """Segment probabilities of every clip: (probs (N, C), labels (N,), clip ids (N,))."""
+    inputs, labels, clip_ids = {}, [], []
+    for features, label, clip_id in clips.as_numpy_iterator():
+        for name, value in features.items():
+            inputs.setdefault(name, []).append(value)
+        n = len(next(iter(features.values())))
+        labels.append(np.full(n, label))
+        clip_ids.append(np.full(n, clip_id.decode(), dtype=object))
+    batch = {name: np.concatenate(values) for name, values in inputs.items()}
+    probs = model.predict(batch, batch_size=batch_size, verbose=0)
+    return np.asarray(probs, np.float32), np.concatenate(labels), np.concatenate(clip_ids)
+
+
+def clip_accuracy(probs: np.ndarray, labels: np.ndarray, clip_ids: np.ndarray) -> float:
+    """Accuracy of the clip prediction = argmax of the mean segment probability."""
+    clips = aggregate_clips(probs, clip_ids, labels)
+    return float(np.mean(clips.predictions == clips.labels))

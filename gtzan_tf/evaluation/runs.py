@@ -4,11 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gtzan_tf.data.pipeline import eval_clip_dataset, load_feature_set
-from gtzan_tf.evaluation.metrics import SUMMARY_METRICS, evaluate_predictions, summarize_seeds
+from gtzan_tf.evaluation.metrics import SUMMARY_METRICS, evaluate_predictions, predict_clips, summarize_seeds
 from gtzan_tf.evaluation.plots import plot_confusion_matrix, plot_history
 from gtzan_tf.inference import TrainedRun, load_run
 from gtzan_tf.prepare import ensure_prepared
-from gtzan_tf.training.callbacks import predict_clips
 from gtzan_tf.utils import write_json
 
 

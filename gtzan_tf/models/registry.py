@@ -15,7 +15,7 @@ from typing import Callable
 
 import keras
 
-from gtzan_tf.config import EMBEDDING_INPUTS
+from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.backbones import BACKBONE_NAME, backbone_features
 from gtzan_tf.models.blocks import BuildSettings, first_line, genre_head
@@ -160,3 +160,18 @@ def set_backbone_trainable(model: keras.Model, trainable: bool, optimizer: keras
     if not trainable and optimizer is not None and not optimizer.built:
         optimizer.build(model.trainable_variables)
     backbone.trainable = trainable
+
+
+def build_for(cfg: Config, n_classes: int, init: str | None = None) -> keras.Model:
+    """The registry model that `cfg` describes (train, evaluate, predict and export all build this)."""
+    t = cfg.train
+    return build_model(
+        t.model,
+        segment_shape=cfg.features.segment_shape,
+        n_classes=n_classes,
+        dropout=t.dropout,
+        l1=t.l1,
+        l2=t.l2,
+        init=t.init if init is None else init,
+        fusion=t.fusion,
+    )

@@ -49,11 +49,11 @@ from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_s
 from gtzan_tf.errors import UserError
 from gtzan_tf.models import model_inputs, set_backbone_trainable
 from gtzan_tf.prepare import MANIFEST
-from gtzan_tf.training.callbacks import clip_accuracy, predict_clips
+from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.models.registry import build_for
 from gtzan_tf.training.trainer import (
     REDUCE_LR_FACTOR,
     REDUCE_LR_MIN_DELTA,
-    build_for,
     default_features_dir,
     finish_run,
     make_optimizer,

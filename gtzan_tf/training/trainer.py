@@ -1,7 +1,7 @@
 """Training: features -> tf.data -> a registry model -> callbacks -> best weights and exports.
 
-A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h5,
-saved_model/ (`model.export()`), serving/ (waveform in, genre out) and run.json (the summary).
+A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h5 and run.json
+(the summary); train.py then exports saved_model/ and serving/ (`gtzan_tf.export`).
 With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json reports mean and std.
 """
 from __future__ import annotations
@@ -15,10 +15,11 @@ import tensorflow as tf
 from gtzan_tf.config import Config
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
-from gtzan_tf.models.registry import build_model, get_spec, model_inputs
+from gtzan_tf.models.registry import build_for, get_spec, model_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.utils import write_json
-from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone, clip_accuracy, predict_clips
+from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
@@ -83,21 +84,6 @@ def use_mixed_precision(cfg: Config) -> bool:
     if cfg.train.mixed_precision is not None:
         return cfg.train.mixed_precision
     return bool(tf.config.list_physical_devices("GPU"))
-
-
-def build_for(cfg: Config, n_classes: int, init: str | None = None) -> keras.Model:
-    """The registry model that `cfg` describes (train, evaluate, predict and export all build this)."""
-    t = cfg.train
-    return build_model(
-        t.model,
-        segment_shape=cfg.features.segment_shape,
-        n_classes=n_classes,
-        dropout=t.dropout,
-        l1=t.l1,
-        l2=t.l2,
-        init=t.init if init is None else init,
-        fusion=t.fusion,
-    )
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
@@ -178,9 +164,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
 
 
 def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -> dict:
-    """Score the best weights, write run.json, export both SavedModels."""
-    from gtzan_tf.export import export_run
-
+    """Score the best weights and write run.json (train.py exports the SavedModels)."""
     inputs = model_inputs(cfg.train.model)
     scores = {
         f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, eval_clip_dataset(fs, split, inputs)))
@@ -200,7 +184,6 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -
     }
     keras.mixed_precision.set_global_policy("float32")
     write_json(run_dir / "run.json", summary)
-    export_run(run_dir, model=model)
     return summary
 
 
