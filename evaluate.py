@@ -2,6 +2,7 @@
 
 Prints clip accuracy (mean of segment probabilities and majority vote), segment accuracy,
 per-genre precision/recall/F1, macro F1 and the confusion matrix; writes RUN_DIR/eval/metrics.json,
+predictions.csv (one row per clip: true and predicted genre, one probability per genre),
 confusion_matrix.png and history.png. `--compare RUN_DIR...` prints one markdown table over runs.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(argv=None):
     if args.run:
         metrics = evaluate_run(args.run, args.data, args.split)
         print(format_metrics_table(metrics))
-        print(f"\nwritten: {args.run / 'eval'}/{{metrics.json,confusion_matrix.png,history.png}}")
+        print(f"\nwritten: {args.run / 'eval'}/{{metrics.json,predictions.csv,confusion_matrix.png,history.png}}")
     else:
         rows = [comparison_row(run, evaluate_run(run, args.data, args.split)) for run in args.compare]
         print(compare_table(rows))

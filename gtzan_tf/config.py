@@ -15,8 +15,10 @@ from typing import Any
 
 from gtzan_tf.errors import UserError
 
+# Model input names, defined here only. The time-frequency segments (role SEGMENTS) are fed under
+# the name of their feature kind; each musicnn model's clip embedding under EMBEDDING_INPUTS[model].
 FEATURE_KINDS = ("logmel", "mfcc", "chroma")
-# musicnn model -> name of its clip embedding in records and model inputs.
+SEGMENTS = "segments"
 EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
 EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
 

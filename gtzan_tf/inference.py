@@ -1,4 +1,4 @@
-"""Load a trained run and predict genres of audio files (the librosa feature path of training)."""
+"""Load a trained run, and predict genres of audio files through its exported serving model."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gtzan_tf.config import EMBEDDING_INPUTS, Config
+from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.models.registry import build_for, model_inputs
-from gtzan_tf.musicnn.embedding import embed_clips, load_embedders
+from gtzan_tf.models.registry import build_for, run_inputs
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class TrainedRun:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return model_inputs(self.cfg.train.model)
+        return run_inputs(self.cfg)
 
     @property
     def normalization(self) -> tuple[float, float]:
@@ -64,32 +63,27 @@ def load_run(run_dir: str | Path) -> TrainedRun:
 
 
 class Predictor:
-    """Genre probabilities for waveforms: features, segments, embeddings, mean over segments."""
+    """Genre probabilities for waveforms at the run's sample rate, from its `serving/` SavedModel
+    (the training frontend composed with the classifier), for the best seed of a multi-seed run."""
 
     def __init__(self, run: TrainedRun):
+        import tensorflow as tf
+
         self.run = run = run.best_seed()
         self.cfg = run.cfg
-        self.embedders = load_embedders(tuple(m for m, name in EMBEDDING_INPUTS.items() if name in run.inputs))
+        serving = run.root / "serving"
+        if not (serving / "saved_model.pb").is_file():
+            raise UserError(f"{run.root} has no serving/ export; write it with `python -m gtzan_tf.export {run.root}`")
+        self._serve = tf.saved_model.load(str(serving)).signatures["serving_default"]
 
-    def model_inputs(self, y: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's inputs for a 16 kHz mono waveform (one row per segment)."""
-        from gtzan_tf.data.audio import repeat_pad
-        from gtzan_tf.features.spectral import compute_features, segment
-
-        y = repeat_pad(y, self.cfg.features.segment_samples)
-        mean, std = self.run.normalization
-        segments = segment(compute_features(y, self.cfg.audio.sample_rate, self.cfg.features), self.cfg.features)
-        inputs = {"logmel": (segments - mean) / std}
-        for name, vectors in embed_clips(self.embedders, [y], self.cfg.audio.sample_rate).items():
-            inputs[name] = np.repeat(vectors, len(segments), axis=0)
-        return {k: v.astype(np.float32) for k, v in inputs.items() if k in self.run.inputs}
-
-    def segment_probabilities(self, y: np.ndarray) -> np.ndarray:
-        return np.asarray(self.run.model.predict(self.model_inputs(y), verbose=0), np.float64)
+    def serve(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The serving model's outputs for a mono waveform at the run's sample rate."""
+        out = self._serve(waveform=np.asarray(y, np.float32))
+        return {name: value.numpy() for name, value in out.items()}
 
     def predict_waveform(self, y: np.ndarray) -> dict:
-        segments = self.segment_probabilities(y)
-        probs = segments.mean(axis=0)
+        out = self.serve(y)
+        probs, segments = out["probabilities"], out["segment_probabilities"]
         order = np.argsort(-probs)
         return {
             "genre": self.run.genres[order[0]],

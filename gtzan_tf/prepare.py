@@ -29,7 +29,6 @@ from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import SPLITS, DatasetIndex, load_index
 from gtzan_tf.errors import BadAudioError, UserError, cli
-from gtzan_tf.musicnn.embedding import embed_clips, load_embedders
 from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.utils import atomic_write_bytes
 
@@ -90,11 +89,11 @@ def _init_worker(threads: int | None) -> None:
 
 
 def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -> dict:
-    """Decode, augment, featurise and embed the clips of one shard; write it atomically."""
-    from gtzan_tf.data.audio import load_audio, repeat_pad
+    """Decode, augment and featurise (the model frontend) the clips of one shard; write it atomically."""
+    from gtzan_tf.data.audio import load_audio
     from gtzan_tf.data.augment import augmented_copies, build_augmenter
     from gtzan_tf.data.records import serialize_clip
-    from gtzan_tf.features.spectral import compute_features, segment
+    from gtzan_tf.features.frontend import SEGMENTS, frontend_function
 
     import_tensorflow_quietly()
     cfg = Config.from_dict(cfg_dict)
@@ -102,7 +101,9 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
     rate = cfg.audio.sample_rate
     augment = task.split in cfg.augment.splits and cfg.augment.copies > 0
     augmenter = build_augmenter(cfg.augment, rate) if augment else None
-    versions, skipped = [], []
+    frontend = frontend_function(cfg)
+    records, skipped = [], []
+    total, total_sq, count, n_segments = 0.0, 0.0, 0, 0
     for clip_id, genre, label, path in task.clips:
         try:
             y = load_audio(path, cfg.audio)
@@ -111,25 +112,19 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
                 raise
             skipped.append({"path": path, "reason": str(exc)})
             continue
-        y = repeat_pad(y, cfg.features.segment_samples)
-        versions.append((clip_id, clip_id, genre, label, y))
+        versions = [(clip_id, y)]
         if augment:
-            for i, copy in enumerate(augmented_copies(y, rate, clip_id, cfg.augment, augmenter), 1):
-                versions.append((f"{clip_id}.aug{i}", clip_id, genre, label, copy))
-
-    embedders = load_embedders(cfg.data.embeddings) if versions else {}
-    embeddings = embed_clips(embedders, [v[4] for v in versions], rate)
-
-    records, total, total_sq, count, n_segments = [], 0.0, 0.0, 0, 0
-    for i, (clip_id, source_id, genre, label, y) in enumerate(versions):
-        segments = segment(compute_features(y, rate, cfg.features), cfg.features)
-        n_segments += len(segments)
-        if task.split == "train":
-            total += float(segments.sum(dtype=np.float64))
-            total_sq += float(np.square(segments, dtype=np.float64).sum())
-            count += segments.size
-        clip_embeddings = {name: vectors[i] for name, vectors in embeddings.items()}
-        records.append(serialize_clip(clip_id, source_id, genre, label, segments, clip_embeddings))
+            copies = augmented_copies(y, rate, clip_id, cfg.augment, augmenter)
+            versions += [(f"{clip_id}.aug{i}", copy) for i, copy in enumerate(copies, 1)]
+        for version_id, waveform in versions:
+            clip = {name: value.numpy() for name, value in frontend(waveform).items()}
+            segments = clip.pop(SEGMENTS)
+            n_segments += len(segments)
+            if task.split == "train":
+                total += float(segments.sum(dtype=np.float64))
+                total_sq += float(np.square(segments, dtype=np.float64).sum())
+                count += segments.size
+            records.append(serialize_clip(version_id, clip_id, genre, label, segments, clip))
 
     shard = out / f"{task.name}.tfrecord"
     _write_tfrecord_atomic(shard, records)
@@ -137,7 +132,7 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
         "file": shard.name,
         "sha256": sha256_file(shard),
         "split": task.split,
-        "clips": len(versions),
+        "clips": len(records),
         "source_clips": len(task.clips) - len(skipped),
         "segments": n_segments,
         "sum": total,

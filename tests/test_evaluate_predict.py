@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 import tensorflow as tf
 
@@ -61,18 +62,23 @@ def test_predict_reports_a_corrupt_file_in_one_line_and_exits_1(trained_run, tin
     assert "jazz.00000.wav" in result.stdout
 
 
-def test_serving_model_matches_predict_within_1e4(trained_run, tiny_data):
+def test_serving_model_gives_evaluates_probabilities_and_handles_short_clips(trained_run, tiny_data):
     run = load_run(trained_run)
-    predictor = Predictor(run)
+    assert run_cli("evaluate.py", "--run", str(trained_run)).returncode == 0
+    table = pd.read_csv(trained_run / "eval" / "predictions.csv").set_index("clip_id")
     serving = tf.saved_model.load(str(trained_run / "serving"))
     signature = serving.signatures["serving_default"]
-    for path in sorted((tiny_data / "wav").rglob("*.wav"))[::7][:3]:
-        y = load_audio(path, run.cfg.audio)
-        expected = predictor.segment_probabilities(y).mean(axis=0)
+    files = {path.stem: path for path in (tiny_data / "wav").rglob("*.wav")}
+    for clip_id in table.index[:3]:
+        y = load_audio(files[clip_id], run.cfg.audio)
         out = signature(waveform=tf.constant(y))
         assert [g.decode() for g in out["genres"].numpy()] == run.genres
+        expected = table.loc[clip_id, [f"p_{g}" for g in run.genres]].to_numpy(np.float64)
         np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-4)
         assert abs(float(tf.reduce_sum(out["probabilities"])) - 1) < 1e-5
     short = y[: 2 * 16000]
-    np.testing.assert_allclose(signature(waveform=tf.constant(short))["probabilities"].numpy(),
-                               predictor.segment_probabilities(short).mean(axis=0), atol=1e-4)
+    repeated = np.concatenate([short, short])[: run.cfg.features.segment_samples]
+    served = Predictor(run).serve(short)
+    assert served["segment_probabilities"].shape == (1, len(run.genres))
+    np.testing.assert_allclose(served["probabilities"], signature(waveform=tf.constant(repeated))["probabilities"].numpy(),
+                               atol=1e-5)

@@ -58,13 +58,6 @@ def to_mono_resampled(data: np.ndarray, rate: int, cfg: AudioConfig, source: str
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def repeat_pad(y: np.ndarray, min_samples: int) -> np.ndarray:
-    """Repeat a short clip end to end until it has at least `min_samples` samples."""
-    if len(y) >= min_samples:
-        return y
-    return np.tile(y, -(-min_samples // len(y)))[:min_samples]
-
-
 def _check_duration(path: Path, seconds: float, cfg: AudioConfig) -> None:
     if seconds <= 0:
         raise BadAudioError(f"{path}: no audio samples; re-download it or remove it from the split list")

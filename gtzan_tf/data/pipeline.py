@@ -8,11 +8,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from gtzan_tf.config import Config
+from gtzan_tf.config import SEGMENTS, Config
 from gtzan_tf.data.records import clip_parser
 from gtzan_tf.errors import UserError
-
-SEGMENT_INPUT = "logmel"
+from gtzan_tf.features.frontend import classifier_inputs
+from gtzan_tf.features.layers import Standardize
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,16 @@ class FeatureSet:
     def count(self, split: str, what: str = "segments") -> int:
         return self.manifest["splits"][split][what]
 
+    @property
+    def segment_input(self) -> str:
+        """The model input name of the stored segments: their feature kind."""
+        return self.config.features.kind
+
+    def standardize(self) -> Standardize:
+        return Standardize(*self.normalization)
+
     def check_inputs(self, inputs: tuple[str, ...]) -> None:
-        missing = [name for name in inputs if name != SEGMENT_INPUT and name not in self.embedding_dims]
+        missing = [name for name in inputs if name != self.segment_input and name not in self.embedding_dims]
         if missing:
             raise UserError(
                 f"{self.root} was prepared without {', '.join(missing)}; "
@@ -77,8 +85,9 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
                  shuffle_files: bool = False, seed: int = 0) -> tf.data.Dataset:
     """One element per clip version: (inputs with a leading segment axis, label, clip_id).
 
-    Segments are normalised with the training set's mean and std; clip embeddings are repeated
-    on every segment of their clip, as the reference recipe does. The order depends on the seed
+    The stored frontend outputs become model inputs by `classifier_inputs`, as in the serving
+    model: segments standardised with the training set's mean and std, clip embeddings repeated
+    on every segment of their clip (the reference recipe). The order depends on the seed
     only (parallel reads and maps stay deterministic), so a seeded run can be repeated exactly.
     """
     fs.check_inputs(inputs)
@@ -91,20 +100,14 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     parse = clip_parser(fs.segment_shape, fs.embedding_dims)
-    mean, std = fs.normalization
+    standardize = fs.standardize()
     examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if originals_only:
         examples = examples.filter(lambda ex: tf.equal(ex["clip_id"], ex["source_id"]))
 
     def to_clip(ex):
-        n = tf.shape(ex["features"])[0]
-        features = {}
-        for name in inputs:
-            if name == SEGMENT_INPUT:
-                features[name] = (ex["features"] - mean) / std
-            else:
-                features[name] = tf.tile(ex[name][tf.newaxis], [n, 1])
-        return features, ex["label"], ex["clip_id"]
+        clip = {SEGMENTS: ex["features"], **{name: ex[name] for name in fs.embedding_dims}}
+        return classifier_inputs(clip, fs.segment_input, inputs, standardize), ex["label"], ex["clip_id"]
 
     return examples.map(to_clip, num_parallel_calls=tf.data.AUTOTUNE)
 

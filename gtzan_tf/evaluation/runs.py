@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from gtzan_tf.data.pipeline import eval_clip_dataset, load_feature_set
-from gtzan_tf.evaluation.metrics import SUMMARY_METRICS, evaluate_predictions, predict_clips, summarize_seeds
+from gtzan_tf.evaluation.metrics import (
+    SUMMARY_METRICS, aggregate_clips, evaluate_predictions, predict_clips, summarize_seeds,
+)
 from gtzan_tf.evaluation.plots import plot_confusion_matrix, plot_history
 from gtzan_tf.inference import TrainedRun, load_run
 from gtzan_tf.prepare import ensure_prepared
@@ -12,7 +14,8 @@ from gtzan_tf.utils import write_json
 
 
 def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
-    """Metrics of one seeded run on `split`, plus its confusion-matrix and learning-curve PNGs."""
+    """Metrics of one seeded run on `split`, its per-clip predictions.csv, and its confusion-matrix
+    and learning-curve PNGs."""
     features_dir = Path(run.summary["features_dir"])
     if data_dir is not None:
         ensure_prepared(data_dir, features_dir, run.cfg)
@@ -21,6 +24,8 @@ def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
     metrics = evaluate_predictions(probs, labels, clip_ids, run.genres)
     metrics.update(model=run.cfg.train.model, split=split, seed=run.cfg.train.seed)
     out = run.root / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(aggregate_clips(probs, clip_ids, labels), run.genres, out / "predictions.csv")
     plot_confusion_matrix(metrics["confusion_matrix"], run.genres, out / "confusion_matrix.png",
                           title=f"{run.cfg.train.model} · {split} · clip level")
     if (run.root / "history.csv").is_file():
@@ -43,6 +48,19 @@ def evaluate_run(run_dir: str | Path, data_dir: Path | None = None, split: str =
     plot_history(run.seed_runs[0].root / "history.csv", out / "history.png")
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def write_predictions(clips, genres: list[str], path: Path) -> None:
+    """One row per clip: clip_id, true genre, predicted genre, one probability column per genre."""
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "clip_id": clips.clip_ids,
+        "genre": [genres[i] for i in clips.labels],
+        "predicted": [genres[i] for i in clips.predictions],
+        **{f"p_{genre}": clips.mean_probs[:, k] for k, genre in enumerate(genres)},
+    })
+    frame.to_csv(path, index=False, float_format="%.8g")
 
 
 def sum_matrices(per_seed: list[dict]) -> list[list[int]]:

@@ -14,6 +14,7 @@ import keras_hub
 from keras import layers
 
 from gtzan_tf.errors import UserError
+from gtzan_tf.config import SEGMENTS
 from gtzan_tf.models.blocks import BuildSettings, first_line
 from gtzan_tf.models.cnn import add_channel
 
@@ -110,7 +111,7 @@ def spectrogram_image(segment):
 
 def backbone_features(inputs, settings: BuildSettings, arch_name: str):
     """Log-mel segment -> 3-channel image -> backbone -> global average pool."""
-    segment = inputs["logmel"]
+    segment = inputs[SEGMENTS]
     min_side = BACKBONES[arch_name].min_side
     if min(segment.shape[1:]) < min_side:
         raise UserError(f"{arch_name} needs segments of at least {min_side} frames and bins, got {segment.shape[1:]}")

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from keras import layers
 
+from gtzan_tf.config import SEGMENTS
 from gtzan_tf.models.blocks import BuildSettings, batch_norm
 
 
@@ -41,12 +42,12 @@ def conv_features(x, table: tuple[ConvLayer, ...], rank: int, settings: BuildSet
 
 def cnn1d(inputs, settings: BuildSettings, table: tuple[ConvLayer, ...]):
     """1D CNN: the (frames, bins) segment is a sequence over time with the bins as channels."""
-    return conv_features(inputs["logmel"], table, 1, settings)
+    return conv_features(inputs[SEGMENTS], table, 1, settings)
 
 
 def cnn2d(inputs, settings: BuildSettings, table: tuple[ConvLayer, ...] = BASELINE):
     """2D CNN on the segment as a one-channel (frames, bins, 1) image."""
-    return conv_features(add_channel(inputs["logmel"]), table, 2, settings)
+    return conv_features(add_channel(inputs[SEGMENTS]), table, 2, settings)
 
 
 def add_channel(segment):

@@ -2,9 +2,10 @@
 
 Every model takes named inputs (only those it uses) and has one output, `genre`: float32 softmax
 probabilities of shape (batch, n_classes).
-  logmel         (frames, bins) normalised time-frequency segment, time-major
-  msd_embedding  (753,) MSD musicnn clip embedding
-  mtt_embedding  (753,) MTT musicnn clip embedding
+  logmel | mfcc | chroma   (frames, bins) normalised time-frequency segment, time-major, named
+                           after the feature kind (config.FEATURE_KINDS)
+  msd_embedding            (753,) MSD musicnn clip embedding (config.EMBEDDING_INPUTS)
+  mtt_embedding            (753,) MTT musicnn clip embedding
 """
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ from typing import Callable
 
 import keras
 
-from gtzan_tf.config import EMBEDDING_INPUTS, Config
+from gtzan_tf.config import EMBEDDING_INPUTS, SEGMENTS, Config
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.backbones import BACKBONE_NAME, backbone_features
 from gtzan_tf.models.blocks import BuildSettings, first_line, genre_head
 from gtzan_tf.models.cnn import BASELINE, Q1, cnn1d, cnn2d
 from gtzan_tf.models.fusion import embedding_mlp, get_fusion, two_branch
 
-LOGMEL = "logmel"
 MSD = EMBEDDING_INPUTS["MSD_musicnn"]
 MTT = EMBEDDING_INPUTS["MTT_musicnn"]
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -50,7 +50,7 @@ def _backbone_spec(arch_name: str, title: str) -> ModelSpec:
     return ModelSpec(
         partial(backbone_features, arch_name=arch_name),
         f"{title} (KerasHub) on the log-mel segment repeated to 3 channels, global average pool",
-        (LOGMEL,),
+        (SEGMENTS,),
         backbone=arch_name,
     )
 
@@ -59,12 +59,12 @@ _REGISTRY = {
     "cnn1d": ModelSpec(
         partial(cnn1d, table=BASELINE),
         "1D CNN baseline: 3 x [Conv1D k7 32, BN, ReLU, MaxPool 7] over time, mel bins as channels",
-        (LOGMEL,),
+        (SEGMENTS,),
     ),
     "cnn1d_q1": ModelSpec(
         partial(cnn1d, table=Q1),
         "1D CNN Q1: channels 16/32/64/128, kernels and pools 7/5/3/3 (45,784 parameters on 96 bins)",
-        (LOGMEL,),
+        (SEGMENTS,),
     ),
     "mlp_msd": ModelSpec(
         partial(embedding_mlp, input_name=MSD), "MSD musicnn embedding -> Dense 32 -> BN -> ReLU", (MSD,)
@@ -73,10 +73,10 @@ _REGISTRY = {
         partial(embedding_mlp, input_name=MTT), "MTT musicnn embedding -> Dense 32 -> BN -> ReLU", (MTT,)
     ),
     "cnn2d": ModelSpec(
-        cnn2d, "2D CNN: 3 x [Conv2D 7x7 32, BN, ReLU, MaxPool 7x7] on the (frames, bins, 1) segment", (LOGMEL,)
+        cnn2d, "2D CNN: 3 x [Conv2D 7x7 32, BN, ReLU, MaxPool 7x7] on the (frames, bins, 1) segment", (SEGMENTS,)
     ),
     "cnn2d_msd": ModelSpec(
-        partial(two_branch, audio_branch=cnn2d), "2D CNN branch + MSD embedding MLP branch, fused", (LOGMEL, MSD)
+        partial(two_branch, audio_branch=cnn2d), "2D CNN branch + MSD embedding MLP branch, fused", (SEGMENTS, MSD)
     ),
     "vgg13": _backbone_spec("vgg13", "VGG13"),
     "vgg16": _backbone_spec("vgg16", "VGG16"),
@@ -88,7 +88,7 @@ _REGISTRY = {
     "resnet34_msd": ModelSpec(
         partial(two_branch, audio_branch=partial(backbone_features, arch_name="resnet34")),
         "ResNet34 branch + MSD embedding MLP branch, fused",
-        (LOGMEL, MSD),
+        (SEGMENTS, MSD),
         backbone="resnet34",
     ),
 }
@@ -102,9 +102,10 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def model_inputs(name: str) -> tuple[str, ...]:
-    """Names of the inputs `name` reads, in order; the data pipeline feeds exactly these."""
-    return get_spec(name).inputs
+def model_inputs(name: str, feature_kind: str = "logmel") -> tuple[str, ...]:
+    """Names of the inputs `name` reads, in order (the segment input is named after the feature
+    kind); the data pipeline and the serving model feed exactly these."""
+    return tuple(feature_kind if name_ == SEGMENTS else name_ for name_ in get_spec(name).inputs)
 
 
 def build_model(
@@ -118,6 +119,7 @@ def build_model(
     l2: float = 0.0,
     init: str = "scratch",
     fusion: str = "reference",
+    feature_kind: str = "logmel",
 ) -> keras.Model:
     """Build a registered model (uncompiled).
 
@@ -134,9 +136,11 @@ def build_model(
         raise UserError(f"model {name} has no backbone to initialise from {init!r}: use 'scratch' or a .weights.h5 file")
 
     settings = BuildSettings(l1=l1, l2=l2, dropout=dropout, init="scratch" if weights_file else init, fusion=fusion)
-    shapes = {LOGMEL: tuple(segment_shape), MSD: (embedding_dim,), MTT: (embedding_dim,)}
-    inputs = {input_name: keras.Input(shapes[input_name], name=input_name) for input_name in spec.inputs}
-    model = keras.Model(inputs, genre_head(spec.builder(inputs, settings), n_classes, settings), name=name)
+    shapes = {SEGMENTS: tuple(segment_shape), MSD: (embedding_dim,), MTT: (embedding_dim,)}
+    names = dict(zip(spec.inputs, model_inputs(name, feature_kind)))
+    inputs = {role: keras.Input(shapes[role], name=names[role]) for role in spec.inputs}  # builders see roles
+    outputs = genre_head(spec.builder(inputs, settings), n_classes, settings)
+    model = keras.Model({names[role]: tensor for role, tensor in inputs.items()}, outputs, name=name)
     if weights_file:
         try:
             model.load_weights(init)
@@ -174,4 +178,10 @@ def build_for(cfg: Config, n_classes: int, init: str | None = None) -> keras.Mod
         l2=t.l2,
         init=t.init if init is None else init,
         fusion=t.fusion,
+        feature_kind=cfg.features.kind,
     )
+
+
+def run_inputs(cfg: Config) -> tuple[str, ...]:
+    """The named inputs of the model that `cfg` describes."""
+    return model_inputs(cfg.train.model, cfg.features.kind)

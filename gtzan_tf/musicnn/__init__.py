@@ -3,18 +3,19 @@
     load_musicnn(name)            Keras model: (batch, 187, 96) log-mel patches -> dict of outputs
     MusicnnExtractor(name)        batched extraction from waveforms or files; clip embeddings
     musicnn_spectrogram, patches  the original's input, in numpy (librosa)
-    MusicnnPatches, musicnn_waveform_to_patches   the same in-graph (TensorFlow), any length
+    MusicnnPatches                the same in-graph (TensorFlow), any length
+    MusicnnEmbedding              waveform -> clip embedding, in-graph (the frontend's musicnn branch)
 
 Names are imported on first use, so `gtzan_tf.musicnn.params` can be read without TensorFlow.
 """
 import importlib
 
 _EXPORTS = {
+    "MusicnnEmbedding": "embedding",
     "MusicnnExtractor": "extractor",
     "MusicnnPatches": "frontend",
     "load_audio": "frontend",
     "musicnn_spectrogram": "frontend",
-    "musicnn_waveform_to_patches": "frontend",
     "patches": "frontend",
     "MSD_LABELS": "labels",
     "MTT_LABELS": "labels",

@@ -1,28 +1,43 @@
-"""Clip embeddings from the musicnn extractors, loaded once per process."""
+"""musicnn's clip embedding as a Keras layer: waveform -> 16 kHz -> 3 s mel patches -> max_pool
+features -> mean over patches (the reference recipe's 753-vector)."""
 from __future__ import annotations
 
-import numpy as np
+import keras
+import tensorflow as tf
 
-from gtzan_tf.config import EMBEDDING_INPUTS
-from gtzan_tf.musicnn.params import PARAMS as MUSICNN
-
-_EXTRACTORS: dict = {}
-
-
-def load_embedders(models: tuple[str, ...]) -> dict:
-    """musicnn extractors by model input name, loaded once per process."""
-    for model in models:
-        if model not in _EXTRACTORS:
-            from gtzan_tf.musicnn.extractor import MusicnnExtractor
-
-            _EXTRACTORS[model] = MusicnnExtractor(model)
-    return {EMBEDDING_INPUTS[m]: _EXTRACTORS[m] for m in models}
+from gtzan_tf.features.layers import Resample
+from gtzan_tf.musicnn.frontend import MusicnnPatches
+from gtzan_tf.musicnn.params import PARAMS
+from gtzan_tf.musicnn.weights import load_musicnn
 
 
-def embed_clips(embedders: dict, waves: list[np.ndarray], rate: int) -> dict[str, np.ndarray]:
-    """Per-clip musicnn embeddings (n_clips, 753) of waveforms at `rate`, by input name."""
-    import librosa
+class MusicnnEmbedding(keras.layers.Layer):
+    """One waveform (samples,) at `sample_rate` -> (753,) clip embedding of `model_name`.
 
-    if embedders and rate != MUSICNN.sample_rate:
-        waves = [librosa.resample(w, orig_sr=rate, target_sr=MUSICNN.sample_rate) for w in waves]
-    return {name: extractor.clip_embeddings(waves) for name, extractor in embedders.items()}
+    musicnn was trained on 16 kHz audio: other rates are resampled in the graph first (FFT
+    resampling, as librosa's res_type="fft"), so prepare and serving compute the same thing.
+    """
+
+    def __init__(self, model_name: str, sample_rate: int = PARAMS.sample_rate, **kwargs):
+        super().__init__(**kwargs)
+        self.model_name, self.sample_rate = model_name, sample_rate
+        self.resample = Resample(sample_rate, PARAMS.sample_rate, name="resample_16k")
+        self.patches = MusicnnPatches(name="patches")
+        musicnn = load_musicnn(model_name)
+        # Only the output the embedding needs: the taggram head is not run.
+        self.network = keras.Model(musicnn.input, musicnn.output["max_pool"], name=f"{musicnn.name}_max_pool")
+
+    def call(self, waveform):
+        patches = self.patches(self.resample(waveform[tf.newaxis]))[0]
+        return tf.reduce_mean(_in_two_halves(self.network, patches), axis=0)
+
+
+def _in_two_halves(network: keras.Model, patches):
+    """network(patches) as two independent calls that TensorFlow runs concurrently (MTT musicnn on
+    2 CPU cores: about 20% faster than one call); a single patch goes through in one call."""
+    half = tf.shape(patches)[0] // 2
+    return tf.cond(
+        half > 0,
+        lambda: tf.concat([network(patches[:half], training=False), network(patches[half:], training=False)], 0),
+        lambda: network(patches, training=False),
+    )

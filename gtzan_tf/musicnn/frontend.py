@@ -7,7 +7,6 @@ so loud audio gives finite values where the original gives inf.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import keras
@@ -16,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from gtzan_tf.errors import BadAudioError
-from gtzan_tf.features.layers import MelSpectrogram, MusicnnLogCompression
+from gtzan_tf.features.layers import MelSpectrogram, MusicnnLogCompression, RepeatPad, Segments
 from gtzan_tf.musicnn.params import PARAMS
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -84,6 +83,8 @@ class MusicnnPatches(keras.layers.Layer):
         super().__init__(**kwargs)
         self.mel = MelSpectrogram(PARAMS.sample_rate, PARAMS.n_fft, PARAMS.hop_length, PARAMS.n_mels, name="mel")
         self.compress = MusicnnLogCompression(PARAMS.log_scale, name="log_compression")
+        self.repeat = RepeatPad(PARAMS.patch_frames, name="repeat_to_one_patch")
+        self.segments = Segments(PARAMS.patch_frames, name="patches")
 
     def build(self, input_shape):
         self.mel.build(input_shape)
@@ -93,22 +94,7 @@ class MusicnnPatches(keras.layers.Layer):
         mel = self.mel(waveforms)
         rounded = tf.cast(tf.cast(tf.minimum(mel, FLOAT16_MAX), tf.float16), tf.float32)
         spec = self.compress(tf.where(mel > FLOAT16_MAX, mel, rounded))
-        frames = PARAMS.patch_frames
-        n_frames = tf.shape(spec)[1]
-        spec = tf.gather(spec, tf.range(tf.maximum(n_frames, frames)) % n_frames, axis=1)  # repeat if short
-        n_patches = tf.shape(spec)[1] // frames
-        spec = spec[:, : n_patches * frames]
-        return tf.reshape(spec, [tf.shape(spec)[0], n_patches, frames, PARAMS.n_mels])
+        return self.segments(self.repeat(spec))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], None, *PARAMS.patch_shape)
-
-
-def musicnn_waveform_to_patches(waveform: tf.Tensor) -> tf.Tensor:
-    """One 16 kHz waveform (samples,) -> (P, 187, 96) patches; works inside tf.function, any length."""
-    return _patcher()(waveform[tf.newaxis])[0]
-
-
-@functools.cache
-def _patcher() -> MusicnnPatches:
-    return MusicnnPatches(name="musicnn_patches")

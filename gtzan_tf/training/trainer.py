@@ -15,7 +15,7 @@ import tensorflow as tf
 from gtzan_tf.config import Config
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
-from gtzan_tf.models.registry import build_for, get_spec, model_inputs
+from gtzan_tf.models.registry import build_for, get_spec, run_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.utils import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
@@ -127,7 +127,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
     keras.utils.set_random_seed(t.seed)
-    inputs = model_inputs(t.model)
+    inputs = run_inputs(cfg)
     strategy = make_strategy(t.strategy)
     global_batch = t.batch_size * strategy.num_replicas_in_sync
     train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer)
@@ -165,7 +165,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
 
 def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -> dict:
     """Score the best weights and write run.json (train.py exports the SavedModels)."""
-    inputs = model_inputs(cfg.train.model)
+    inputs = run_inputs(cfg)
     scores = {
         f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, eval_clip_dataset(fs, split, inputs)))
         for split in ("valid", "test")
