@@ -10,10 +10,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gtzan_tf import synth
 from gtzan_tf.data.index import GTZAN_8_GENRES, GTZAN_10_GENRES
 from gtzan_tf.errors import UserError
-from gtzan_tf.synth import clip_seed, generate_dataset, synthesize_clip
+from gtzan_tf.synth import clip_seed, dataset, generate_dataset, synthesize_clip
+from gtzan_tf.synth.__main__ import main
 
 from conftest import run_cli
 
@@ -90,7 +90,7 @@ def test_interrupted_run_leaves_previous_output_intact(tmp_path, monkeypatch):
         calls.append(args)
         return synthesize_clip(*args)
 
-    monkeypatch.setattr(synth, "synthesize_clip", interrupted)
+    monkeypatch.setattr(dataset, "synthesize_clip", interrupted)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(out, clips_per_genre=4, seconds=0.5, seed=1, progress=False)
     assert files_bytes(out) == before
@@ -108,7 +108,7 @@ def test_cli(tmp_path, capsys):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "data.csv").write_text("1,2\n")
     with pytest.raises(SystemExit) as refused:
-        synth.main(["--out", str(tmp_path / "x")])
+        main(["--out", str(tmp_path / "x")])
     assert refused.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
