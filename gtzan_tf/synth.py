@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import re
-import secrets
-import shutil
 import wave
 import zlib
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from tqdm import tqdm
 
 from gtzan_tf.data.index import GTZAN_8_GENRES, GTZAN_10_GENRES
 from gtzan_tf.errors import UserError, cli
+from gtzan_tf.files import replace_dir
 
 F32 = np.float32
 MARKER = "synth.json"
@@ -740,9 +738,8 @@ def generate_dataset(out_dir: str | Path, *, clips_per_genre: int = 24, seconds:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise UserError(f"{out} is not empty and is not a gtzan_tf.synth output; choose another --out or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         lines: dict[str, list[str]] = {"train": [], "test": []}
         with tqdm(total=len(genres) * clips_per_genre, unit="clip", desc="synth", disable=not progress) as bar:
             for genre in genres:
@@ -760,22 +757,9 @@ def generate_dataset(out_dir: str | Path, *, clips_per_genre: int = 24, seconds:
         params = {"clips_per_genre": clips_per_genre, "seconds": seconds, "seed": seed, "genres": list(genres),
                   "test_fraction": test_fraction, "sample_rate": sample_rate}
         (tmp / MARKER).write_text(json.dumps(params, indent=2) + "\n")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(out, write)
     return out
-
-
-def _replace_dir(new: Path, out: Path) -> None:
-    """Rename `new` to `out`; an existing `out` is moved aside first and then deleted."""
-    if out.is_dir() and any(out.iterdir()):
-        old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old"
-        os.replace(out, old)
-        os.replace(new, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, out)
 
 
 @cli
