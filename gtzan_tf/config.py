@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gtzan_tf.errors import UserError
+from gtzan_tf.files import write_json
 
 # Model input names, defined here only. The time-frequency segments (role SEGMENTS) are fed under
 # the name of their feature kind; each musicnn model's clip embedding under EMBEDDING_INPUTS[model].
@@ -173,7 +174,7 @@ class Config:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
 
     def replace(self, **sections: dict[str, Any]) -> "Config":
         """A copy with some fields changed, e.g. `cfg.replace(train={"epochs": 3})`."""

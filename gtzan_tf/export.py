@@ -12,7 +12,6 @@ Writes two SavedModels:
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import keras
@@ -20,6 +19,7 @@ import tensorflow as tf
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.errors import cli
+from gtzan_tf.files import replace_dir
 from gtzan_tf.features.frontend import ClipFrontend, classifier_inputs
 from gtzan_tf.features.layers import Standardize
 from gtzan_tf.inference import load_run
@@ -57,9 +57,9 @@ def export_run(run_dir: str | Path, model: keras.Model | None = None) -> None:
     """Write RUN_DIR/saved_model and RUN_DIR/serving (replacing older exports atomically)."""
     run = load_run(run_dir)
     model = model or run.model
-    _replace_dir(run.root / "saved_model", lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False))
+    replace_dir(run.root / "saved_model", lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False))
     module = GenreServing(run.cfg, model, run.genres, run.normalization)
-    _replace_dir(run.root / "serving", lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve}))
+    replace_dir(run.root / "serving", lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve}))
 
 
 def export_trained(run_dir: str | Path) -> list[Path]:
@@ -69,14 +69,6 @@ def export_trained(run_dir: str | Path) -> list[Path]:
         export_run(seed_run.root)
         exported.append(seed_run.root)
     return exported
-
-
-def _replace_dir(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
 
 
 @cli

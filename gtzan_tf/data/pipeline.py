@@ -1,84 +1,13 @@
 """tf.data pipelines over prepared shards: shuffled segment batches and whole-clip groups."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
-
 import tensorflow as tf
 
-from gtzan_tf.config import SEGMENTS, Config
+from gtzan_tf.config import SEGMENTS
+from gtzan_tf.data.manifest import FeatureSet, load_feature_set  # noqa: F401 (load_feature_set: re-exported)
 from gtzan_tf.data.records import clip_parser
-from gtzan_tf.errors import UserError
 from gtzan_tf.features.frontend import classifier_inputs
 from gtzan_tf.features.layers import Standardize
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """A prepared features folder: its manifest, shards and normalisation statistics."""
-
-    root: Path
-    manifest: dict
-
-    @property
-    def genres(self) -> list[str]:
-        return self.manifest["genres"]
-
-    @property
-    def segment_shape(self) -> tuple[int, int]:
-        return tuple(self.manifest["segment_shape"])
-
-    @property
-    def embedding_dims(self) -> dict[str, int]:
-        return self.manifest["embeddings"]
-
-    @property
-    def normalization(self) -> tuple[float, float]:
-        stats = self.manifest["normalization"]
-        return stats["mean"], stats["std"]
-
-    @cached_property
-    def config(self) -> Config:
-        return Config.from_dict(self.manifest["config"])
-
-    def files(self, split: str) -> list[str]:
-        if split not in self.manifest["splits"]:
-            raise UserError(f"{self.root} has no {split!r} split; it has {', '.join(self.manifest['splits'])}")
-        return [str(self.root / shard["file"]) for shard in self.manifest["splits"][split]["shards"]]
-
-    def count(self, split: str, what: str = "segments") -> int:
-        return self.manifest["splits"][split][what]
-
-    @property
-    def segment_input(self) -> str:
-        """The model input name of the stored segments: their feature kind."""
-        return self.config.features.kind
-
-    def standardize(self) -> Standardize:
-        return Standardize(*self.normalization)
-
-    def check_inputs(self, inputs: tuple[str, ...]) -> None:
-        missing = [name for name in inputs if name != self.segment_input and name not in self.embedding_dims]
-        if missing:
-            raise UserError(
-                f"{self.root} was prepared without {', '.join(missing)}; "
-                "prepare again with the musicnn embeddings enabled (data.embeddings)"
-            )
-
-
-def load_feature_set(features_dir: str | Path) -> FeatureSet:
-    root = Path(features_dir)
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise UserError(f"{root} has no manifest.json; run `python -m gtzan_tf.prepare --data DIR --out {root}` first")
-    manifest = json.loads(manifest_path.read_text())
-    for split in manifest["splits"].values():
-        for shard in split["shards"]:
-            if not (root / shard["file"]).is_file():
-                raise UserError(f"{root / shard['file']} is missing; run prepare again to rebuild it")
-    return FeatureSet(root, manifest)
 
 
 def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, originals_only: bool = False,
@@ -100,7 +29,7 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     parse = clip_parser(fs.segment_shape, fs.embedding_dims)
-    standardize = fs.standardize()
+    standardize = Standardize(*fs.normalization)
     examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if originals_only:
         examples = examples.filter(lambda ex: tf.equal(ex["clip_id"], ex["source_id"]))

@@ -1,14 +1,14 @@
 """PNG figures: confusion matrix and learning curves, written atomically (Agg canvas, no display)."""
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from gtzan_tf.files import atomic_path
 
 LEARNING_RATE_COLUMNS = ("learning_rate", "lr")
 
@@ -77,11 +77,6 @@ def _save_atomically(fig: Figure, path) -> Path:
     """Save as PNG to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fig.savefig(temporary, format="png", dpi=120)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     return path

@@ -10,7 +10,7 @@ from gtzan_tf.evaluation.metrics import (
 from gtzan_tf.evaluation.plots import plot_confusion_matrix, plot_history
 from gtzan_tf.inference import TrainedRun, load_run
 from gtzan_tf.prepare import ensure_prepared
-from gtzan_tf.utils import write_json
+from gtzan_tf.files import write_json
 
 
 def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:

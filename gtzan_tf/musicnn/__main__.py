@@ -7,7 +7,6 @@ vgg models: taggram and pool1..pool5, patches concatenated along time.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -16,19 +15,14 @@ import numpy as np
 from tqdm import tqdm
 
 from gtzan_tf.errors import UserError, cli
+from gtzan_tf.files import atomic_path
 from gtzan_tf.musicnn.extractor import MusicnnExtractor
 from gtzan_tf.musicnn.model import MODEL_NAMES
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically: a temporary file in the same folder, then os.replace."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

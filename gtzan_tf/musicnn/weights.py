@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from gtzan_tf.errors import UserError
+from gtzan_tf.files import atomic_path
 from gtzan_tf.musicnn.model import MODEL_NAMES, CheckpointScopes, build_network
 
 MISSING_PACKAGE = "musicnn weights not found: pip install --no-deps musicnn==0.1.0"
@@ -66,12 +67,10 @@ def load_musicnn(model_name: str = "MSD_musicnn") -> keras.Model:
         except (OSError, ValueError, KeyError):
             pass  # stale or damaged cache: convert again
     load_checkpoint(model, scopes, checkpoint_prefix(model_name))
-    tmp = cached.with_name(f".{model_name}.{os.getpid()}.tmp.weights.h5")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        model.save_weights(tmp)
-        os.replace(tmp, cached)
+        with atomic_path(cached) as tmp:
+            model.save_weights(tmp)
     except OSError as exc:
         warnings.warn(f"musicnn weights not cached ({exc}); set GTZAN_TF_CACHE to a writable folder", stacklevel=2)
-        tmp.unlink(missing_ok=True)
     return model

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
-import secrets
-import shutil
 import wave
 import zlib
 from pathlib import Path
@@ -16,7 +13,7 @@ from gtzan_tf.data.index import GTZAN_8_GENRES
 from gtzan_tf.errors import UserError
 from gtzan_tf.synth.render import synthesize_clip
 from gtzan_tf.synth.styles import STYLES
-from gtzan_tf.utils import atomic_write_bytes, write_json
+from gtzan_tf.files import replace_dir, write_bytes, write_json
 
 MARKER = "synth.json"
 
@@ -76,9 +73,8 @@ def generate_dataset(out_dir: str | Path, *, clips_per_genre: int = 24, seconds:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise UserError(f"{out} is not empty and is not a gtzan_tf.synth output; choose another --out or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         lines: dict[str, list[str]] = {"train": [], "test": []}
         with tqdm(total=len(genres) * clips_per_genre, unit="clip", desc="synth", disable=not progress) as bar:
             for genre in genres:
@@ -87,28 +83,15 @@ def generate_dataset(out_dir: str | Path, *, clips_per_genre: int = 24, seconds:
                 for i in range(clips_per_genre):
                     name = f"{genre}/{genre}.{i:05d}.wav"
                     audio = synthesize_clip(genre, clip_seed(seed, genre, i), seconds, sample_rate)
-                    atomic_write_bytes(tmp / "wav" / name, _wav_bytes(audio, sample_rate))
+                    write_bytes(tmp / "wav" / name, _wav_bytes(audio, sample_rate))
                     lines["test" if i in test else "train"].append(name)
                     bar.update()
         (tmp / "split").mkdir()
         for split, names in lines.items():
-            atomic_write_bytes(tmp / "split" / f"{split}.txt", "".join(f"{name}\n" for name in names).encode())
+            write_bytes(tmp / "split" / f"{split}.txt", "".join(f"{name}\n" for name in names).encode())
         params = {"clips_per_genre": clips_per_genre, "seconds": seconds, "seed": seed, "genres": list(genres),
                   "test_fraction": test_fraction, "sample_rate": sample_rate}
         write_json(tmp / MARKER, params)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(out, write)
     return out
-
-
-def _replace_dir(new: Path, out: Path) -> None:
-    """Rename `new` to `out`; an existing `out` is moved aside first and then deleted."""
-    if out.is_dir() and any(out.iterdir()):
-        old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old"
-        os.replace(out, old)
-        os.replace(new, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, out)

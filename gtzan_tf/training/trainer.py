@@ -17,7 +17,7 @@ from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_s
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, get_spec, run_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
-from gtzan_tf.utils import write_json
+from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
 from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
 

@@ -1,0 +1,19 @@
+"""Precompute features: audio -> (augmented) segments + musicnn embeddings -> sharded TFRecords.
+
+    python -m gtzan_tf.prepare --data DIR --out FEATURES_DIR [--workers N] [--skip-bad]
+                               [--num-shards N --shard-index I] [--merge] [--set section.key=value]
+
+Every shard is written to a temporary file and renamed when complete, then a small JSON sidecar
+records its checksum and statistics; a shard without a valid sidecar is redone. So an interrupted
+run can be re-run, a finished one does no work, and `manifest.json` (written last, when every
+shard is done) lists only complete shards. With `--num-shards N --shard-index I`, N machines each
+prepare one part of the same plan; the last part to finish (or `--merge`) writes the manifest.
+
+Modules: plan (the shard plan), worker (one shard), run (the driver), __main__ (the command line);
+the manifest's schema lives in gtzan_tf.data.manifest.
+"""
+from gtzan_tf.data.manifest import MANIFEST
+from gtzan_tf.prepare.run import ensure_prepared, merge, prepare
+from gtzan_tf.prepare.worker import sha256_file
+
+__all__ = ["MANIFEST", "ensure_prepared", "merge", "prepare", "sha256_file"]
