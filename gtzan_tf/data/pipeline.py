@@ -6,6 +6,9 @@ import tensorflow as tf
 from gtzan_tf.data.manifest import SEGMENT_INPUT, FeatureSet, load_feature_set  # noqa: F401 (load_feature_set: re-exported)
 from gtzan_tf.data.records import clip_parser
 
+# Epoch e of a run seeded s shuffles with seed s * EPOCH_SEED_STRIDE + e: no two (s, e) pairs share one.
+EPOCH_SEED_STRIDE = 1_000_003
+
 
 def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, originals_only: bool = False,
                  shuffle_files: bool = False, seed: int = 0) -> tf.data.Dataset:
@@ -61,6 +64,21 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(fs: FeatureSet, inputs: tuple[str, ...], batch_size: int, *, seed: int, epochs: range,
+                     shuffle_buffer: int = 2048) -> tf.data.Dataset:
+    """The shuffled training batches of `epochs`, one epoch after the other, for `model.fit(steps_per_epoch=...)`.
+
+    Every epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch k sees the
+    batches the uninterrupted run saw from epoch k on.
+    """
+
+    def one_epoch(epoch):
+        return segment_dataset(fs, "train", inputs, batch_size, seed=seed * EPOCH_SEED_STRIDE + epoch,
+                               shuffle_buffer=shuffle_buffer)
+
+    return tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...]) -> tf.data.Dataset:
