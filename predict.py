@@ -51,6 +51,8 @@ def main(argv=None):
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
+        if result["silent"]:
+            print(f"warning: {path} is silent or nearly silent; its genre below is a guess", file=sys.stderr)
         top = dict(list(result["probabilities"].items())[: args.top_k])
         if args.json:
             result["top_k"] = top

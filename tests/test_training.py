@@ -152,7 +152,9 @@ def test_a_damaged_backup_gives_one_line_naming_what_to_delete(tiny_features, ti
     "args, message",
     [
         (["--model", "resnet35"], "unknown model 'resnet35'"),
-        (["--model", "cnn1d", "--lr", "-0.1"], "--lr must be positive"),
+        (["--model", "cnn1d", "--lr", "-0.1"], "train.learning_rate must be a finite number > 0, got -0.1"),
+        (["--model", "cnn1d", "--lr", "nan"], "train.learning_rate must be a finite number > 0, got nan"),
+        (["--model", "cnn1d", "--set", "train.epochs=abc"], "bad value 'abc' for train.epochs: expected an integer"),
     ],
 )
 def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):

@@ -90,9 +90,9 @@ def featurise_versions(versions: list[Version], cfg: Config) -> tuple[list[np.nd
 
 def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -> dict:
     """Prepare one shard and write it atomically; returns its sidecar."""
+    import_tensorflow_quietly()
     from gtzan_tf.data.records import serialize_clip
 
-    import_tensorflow_quietly()
     cfg = Config.from_dict(cfg_dict)
     out = Path(out_dir)
     versions, skipped = decode_versions(task, cfg, skip_bad)
