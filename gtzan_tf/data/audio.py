@@ -14,7 +14,8 @@ SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".au", ".ogg")
 
 
 def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
-    """Check a file's header without decoding it; returns its duration in seconds."""
+    """Check a file's header (and the samples of a floating-point file, the only kind that can hold NaN)
+    without decoding the rest; returns its duration in seconds."""
     path = Path(path)
     if not path.is_file():
         raise BadAudioError(f"{path}: file not found")
@@ -26,6 +27,8 @@ def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
         raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     seconds = info.frames / info.samplerate if info.samplerate else 0.0
     _check_duration(path, seconds, cfg)
+    if info.subtype in ("FLOAT", "DOUBLE") and not np.all(np.isfinite(sf.read(str(path), dtype="float32")[0])):
+        raise BadAudioError(f"{path}: audio contains NaN or infinite samples")
     return seconds
 
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import gtzan_tf.prepare as package
-from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.config import Config
 from gtzan_tf.errors import cli
 from gtzan_tf.prepare import MANIFEST, merge, prepare
@@ -27,7 +26,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, help="a config.json to start from (defaults: the reference recipe)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     args = parser.parse_args(argv)
-    import_tensorflow_quietly()
     if args.merge:
         manifest = merge(args.out)
     else:

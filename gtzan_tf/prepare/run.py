@@ -51,8 +51,10 @@ def prepare(
     out = Path(out_dir)
     existed = out.exists()
     fresh = not existed or out.is_dir() and not any(out.iterdir())
-    _claim_output_folder(out, cfg, overwrite)
+    claimed = False
     try:
+        _claim_output_folder(out, cfg, overwrite)
+        claimed = True
         tasks = plan_shards(index, cfg)
         plan = {"shards": [t.name for t in tasks], "genres": list(index.genres),
                 "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
@@ -68,11 +70,12 @@ def prepare(
         others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
         return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
     except (UserError, OSError):
-        remove_temporaries(out)
-        if fresh:  # a refused first run leaves the folder as it was; a resumed one keeps its finished shards
+        if fresh and out.is_dir():  # a refused first run leaves the folder as it was; a resumed one keeps its finished shards
             shutil.rmtree(out, ignore_errors=True)
             if existed:
                 out.mkdir()
+        elif claimed:
+            remove_temporaries(out)
         raise
 
 

@@ -5,6 +5,7 @@ valid sidecar is redone, so an interrupted run can be rerun.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -130,6 +131,9 @@ def write_tfrecord(path: Path, records: list[bytes]) -> None:
     import tensorflow as tf
 
     with atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for record in records:
-                writer.write(record)
+        try:
+            with tf.io.TFRecordWriter(str(tmp)) as writer:
+                for record in records:
+                    writer.write(record)
+        except tf.errors.OpError as exc:  # disk full or read-only, in TensorFlow's words
+            raise OSError(errno.EIO, exc.message, str(path)) from None
