@@ -34,9 +34,9 @@ def main(argv=None):
         evaluation.write()
         print(f"\nwritten: {args.run / 'eval'}/{{metrics.json,confusion_matrix.png,history.png}}")
     else:
-        evaluations = {run: evaluate_run(run, args.data, args.split) for run in args.compare}
-        print(compare_table([comparison_row(run, e.metrics) for run, e in evaluations.items()]), flush=True)
-        for evaluation in evaluations.values():
+        evaluations = [(run, evaluate_run(run, args.data, args.split)) for run in args.compare]
+        print(compare_table([comparison_row(run, e.metrics) for run, e in evaluations]), flush=True)
+        for _, evaluation in evaluations:
             evaluation.write()
 
 

@@ -43,6 +43,7 @@ def main(argv=None):
     if not files:
         raise UserError(f"no audio files found in {', '.join(map(str, args.paths))}")
     predictor = Predictor(load_run(args.model))
+    predictor.run.model  # a damaged run is one error for all files, before any of them
     failed = 0
     for path in files:
         try:

@@ -1,9 +1,13 @@
 """evaluate.py, predict.py and the self-contained serving SavedModel."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 
 import numpy as np
+import pytest
 import soundfile as sf
 import tensorflow as tf
 
@@ -76,3 +80,56 @@ def test_serving_model_matches_predict_within_1e4(trained_run, tiny_data):
     short = y[: 2 * 16000]
     np.testing.assert_allclose(signature(waveform=tf.constant(short))["probabilities"].numpy(),
                                predictor.segment_probabilities(short).mean(axis=0), atol=1e-4)
+
+
+def copy_run(trained_run, dest):
+    """The files predict and evaluate read, copied (the exports are not needed)."""
+    dest.mkdir()
+    for name in ("config.json", "run.json", "best.weights.h5", "history.csv"):
+        shutil.copy(trained_run / name, dest / name)
+    return dest
+
+
+@pytest.mark.parametrize("name", ["best.weights.h5", "run.json"])
+def test_a_truncated_run_file_is_one_line_in_predict_and_evaluate(trained_run, tiny_data, tmp_path, name):
+    run = copy_run(trained_run, tmp_path / "run")
+    damaged = run / name
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    clip = str(tiny_data / "wav" / "jazz" / "jazz.00000.wav")
+    for result in (run_cli("predict.py", "--model", str(run), clip), run_cli("evaluate.py", "--run", str(run))):
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(run) in lines[0] and "damaged or incomplete" in lines[0], lines
+    assert not (run / "eval").exists()
+
+
+def test_evaluate_prints_its_metrics_before_a_write_fails(trained_run, tmp_path, monkeypatch, capsys):
+    """A read-only or full disk under eval/ (simulated at the fsync every write ends with) costs one line, not the metrics."""
+    import evaluate
+
+    run = copy_run(trained_run, tmp_path / "run")
+
+    def failing_fsync(fd):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--run", str(run)])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "clip accuracy (mean probabilities)" in captured.out and "confusion matrix" in captured.out
+    assert captured.err.strip().splitlines() == [f"error: {run / 'eval' / 'confusion_matrix.png'}: {os.strerror(errno.EROFS)}"]
+    assert not [p for p in (run / "eval").iterdir()]
+
+
+def test_predict_warns_that_silent_audio_gets_a_guess(trained_run, tiny_data, tmp_path):
+    sf.write(tmp_path / "silence.wav", np.zeros(3 * 16000, np.float32), 16000)
+    sf.write(tmp_path / "hiss.wav", np.full(3 * 16000, 1e-6, np.float32), 16000)
+    music = tiny_data / "wav" / "jazz" / "jazz.00000.wav"
+    result = run_cli("predict.py", "--model", str(trained_run), str(tmp_path / "silence.wav"), str(tmp_path / "hiss.wav"),
+                     str(music))
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(line.startswith("warning: ") and "silent" in line for line in warnings)
+    assert "silence.wav" in warnings[0] and "hiss.wav" in warnings[1]
+    assert len(result.stdout.strip().splitlines()) == 3

@@ -101,6 +101,15 @@ def test_a_run_killed_in_epoch_2_resumes_to_the_uninterrupted_run(seeded_run, ti
     assert run_files(run) == run_files(seeded_run)
 
 
+def test_training_again_into_a_finished_run_is_refused(seeded_run, tiny_features, tiny_data):
+    before = snapshot(seeded_run)
+    result = train_cli(tiny_data, tiny_features, seeded_run, *SEEDED)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {seeded_run} holds a finished run; choose a new --out, or delete it to train it again"]
+    assert snapshot(seeded_run) == before
+
+
 def test_callback_state_survives_a_restart_of_the_callbacks(tmp_path):
     """ModelCheckpoint's best, EarlyStopping's and ReduceLROnPlateau's counters and dropout's seed come back."""
     import keras
