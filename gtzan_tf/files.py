@@ -110,8 +110,14 @@ def claim_folder(folder: Path, kind: str, what: str) -> bool:
         if any(folder.iterdir()):
             made = f"a gtzan-tf {found} folder" if found else "not a folder gtzan-tf made"
             raise UserError(f"{folder} is not empty and is {made}; choose a new or empty folder for {what}")
+    existed = folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / OWNER_MARKER, {"project": PROJECT, "kind": kind})
+    try:
+        write_json(folder / OWNER_MARKER, {"project": PROJECT, "kind": kind})
+    except OSError:
+        if not existed:
+            folder.rmdir()
+        raise
     return False
 
 

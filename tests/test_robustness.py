@@ -197,6 +197,23 @@ def test_disk_full_or_read_only_during_prepare_is_one_line_and_leaves_nothing(ti
     assert not out.exists()
 
 
+def test_disk_full_when_train_py_starts_is_one_line_and_leaves_nothing(tiny_data, tiny_features, tmp_path, monkeypatch,
+                                                                      capsys):
+    import train
+
+    def failing_fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features), "--out", str(run),
+                    "--epochs", "1", *FAST[:4]])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {run / '.gtzan-tf.json'}: {os.strerror(errno.ENOSPC)}"]
+    assert not run.exists()
+
+
 def test_a_failed_folder_replacement_leaves_the_old_folder_and_no_temporary(tmp_path):
     from gtzan_tf.files import replace_dir
 
