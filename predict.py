@@ -43,6 +43,7 @@ def main(argv=None):
     if not files:
         raise UserError(f"no audio files found in {', '.join(map(str, args.paths))}")
     predictor = Predictor(load_run(args.model))
+    predictor.run.model  # a damaged run is one error for all files, before any of them
     failed = 0
     for path in files:
         try:
@@ -51,6 +52,8 @@ def main(argv=None):
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
+        if result["silent"]:
+            print(f"warning: {path} is silent or nearly silent; its genre below is a guess", file=sys.stderr)
         top = dict(list(result["probabilities"].items())[: args.top_k])
         if args.json:
             result["top_k"] = top

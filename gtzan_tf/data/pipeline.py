@@ -9,6 +9,10 @@ from gtzan_tf.data.records import clip_parser
 from gtzan_tf.features.frontend import classifier_inputs
 from gtzan_tf.features.layers import Standardize
 
+# Epoch e of a run seeded s shuffles with seed s * EPOCH_SEED_STRIDE + e: no two (s, e) pairs share one.
+EPOCH_SEED_STRIDE = 1_000_003
+EPOCH_GRAPH_SEED = 1
+
 
 def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, originals_only: bool = False,
                  shuffle_files: bool = False, seed: int = 0) -> tf.data.Dataset:
@@ -59,6 +63,25 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(fs: FeatureSet, inputs: tuple[str, ...], batch_size: int, *, seed: int, epochs: range,
+                     shuffle_buffer: int = 2048) -> tf.data.Dataset:
+    """The shuffled training batches of `epochs`, one epoch after the other, for `model.fit(steps_per_epoch=...)`.
+
+    Every epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch k sees the
+    batches the uninterrupted run saw from epoch k on.
+    """
+
+    def one_epoch(epoch):
+        # The shuffles get the tensor seed (seed, epoch). TensorFlow pairs an op seed with the graph seed and
+        # cannot take a tensor op seed beside a graph seed of 0 (`keras.utils.set_random_seed(0)`), so this
+        # function's own graph gets a fixed graph seed: the order depends on (seed, epoch) alone.
+        tf.random.set_seed(EPOCH_GRAPH_SEED)
+        return segment_dataset(fs, "train", inputs, batch_size, seed=seed * EPOCH_SEED_STRIDE + epoch,
+                               shuffle_buffer=shuffle_buffer)
+
+    return tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...]) -> tf.data.Dataset:
