@@ -136,7 +136,7 @@ def test_evaluate_prints_its_metrics_before_a_write_fails(trained_run, tmp_path,
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert "clip accuracy (mean probabilities)" in captured.out and "confusion matrix" in captured.out
-    assert captured.err.strip().splitlines() == [f"error: {run / 'eval' / 'confusion_matrix.png'}: {os.strerror(errno.EROFS)}"]
+    assert captured.err.strip().splitlines() == [f"error: {run / 'eval' / 'predictions.csv'}: {os.strerror(errno.EROFS)}"]
     assert not [p for p in (run / "eval").iterdir()]
 
 
@@ -151,4 +151,3 @@ def test_predict_warns_that_silent_audio_gets_a_guess(trained_run, tiny_data, tm
     assert len(warnings) == 2 and all(line.startswith("warning: ") and "silent" in line for line in warnings)
     assert "silence.wav" in warnings[0] and "hiss.wav" in warnings[1]
     assert len(result.stdout.strip().splitlines()) == 3
->>>>>>> issue11
