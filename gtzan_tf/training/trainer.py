@@ -19,14 +19,11 @@ from gtzan_tf.models.registry import build_for, get_spec, model_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.utils import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
-from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
+from gtzan_tf.training.callbacks import make_callbacks
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
-# Learning-rate reduction on a val_loss plateau (constant schedule only); the multi-worker loop applies the same.
-REDUCE_LR_FACTOR = 0.5
-REDUCE_LR_MIN_DELTA = 1e-4
 
 
 def validate(cfg: Config) -> None:
@@ -55,7 +52,10 @@ def default_features_dir(run_dir: Path, cfg: Config) -> Path:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """MirroredStrategy over several local GPUs (or when asked), else the default strategy."""
+    """MultiWorkerMirroredStrategy from TF_CONFIG when asked; MirroredStrategy over several local GPUs
+    (or when asked); else the default strategy."""
+    if name == "multiworker":  # before anything else touches the TensorFlow runtime, as TensorFlow requires
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
@@ -91,9 +91,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
     """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
     validate(cfg)
     if cfg.train.strategy == "multiworker":
-        from gtzan_tf.training.multiworker import train_multiworker
-
-        return train_multiworker(cfg, data_dir, run_dir, features_dir, workers, verbose)
+        raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
+                        "train with gtzan_tf.training.multiworker.train_multiworker, as train.py does")
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     prepare_features(cfg, Path(data_dir), features_dir, workers)
@@ -142,22 +141,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
             metrics=["accuracy"],
             jit_compile=t.jit,
         )
-    callbacks = [
-        ClipAccuracy(val_clips),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True,
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-    ]
-    if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
-        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
-    if t.freeze_backbone_epochs:
-        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
+    callbacks = make_callbacks(cfg, run_dir, val_clips)
     model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir)
