@@ -28,7 +28,7 @@ from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
 from gtzan_tf.training import multiworker, trainer
 from gtzan_tf.training.callbacks import BACKUP, ClipAccuracy, make_callbacks
-from gtzan_tf.training.multiworker import check_tf_config, weights_digest, worker_role
+from gtzan_tf.training.multiworker import check_tf_config, weights_digest, worker_index
 
 from conftest import ROOT
 
@@ -218,13 +218,13 @@ def test_tf_config_errors_are_one_clear_line(monkeypatch):
 
 
 def test_worker_order_puts_the_chief_first():
-    assert worker_role({}).is_chief
+    assert worker_index({}) == 0
     workers_only = {"cluster": {"worker": ["a:1", "b:2"]}}
-    assert worker_role({**workers_only, "task": {"type": "worker", "index": 0}}).is_chief
-    assert worker_role({**workers_only, "task": {"type": "worker", "index": 1}}).index == 1
+    assert worker_index({**workers_only, "task": {"type": "worker", "index": 0}}) == 0
+    assert worker_index({**workers_only, "task": {"type": "worker", "index": 1}}) == 1
     with_chief = {"cluster": {"chief": ["c:0"], "worker": ["a:1", "b:2"]}}
-    assert worker_role({**with_chief, "task": {"type": "chief", "index": 0}}).is_chief
-    assert worker_role({**with_chief, "task": {"type": "worker", "index": 0}}).index == 1
+    assert worker_index({**with_chief, "task": {"type": "chief", "index": 0}}) == 0
+    assert worker_index({**with_chief, "task": {"type": "worker", "index": 0}}) == 1
 
 
 def test_unsupported_settings_fail_before_any_work(tmp_path):

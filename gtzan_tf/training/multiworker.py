@@ -6,19 +6,12 @@ Every machine runs the same command with its own `TF_CONFIG`, for example on the
         python train.py --strategy multiworker --model resnet34_msd --data DIR --out RUN --features FEATURES
 
 Keras 3's `model.fit` does not run under `tf.distribute.MultiWorkerMirroredStrategy`
-(keras-team/keras#20585), so a custom loop drives the single-machine path's own Keras callbacks
-(`callbacks.make_callbacks`) at `model.fit`'s hooks. Each step reads one global batch of
-`batch_size x replicas` segments; every replica trains on its own part of it and the optimizer
-all-reduces the gradients. What Keras cannot do under this strategy is done here:
-
-* Chief-only writing: task 0 (the `chief` task if the cluster has one, else worker 0) prepares
-  missing features and writes RUN_DIR; the other workers' callbacks write into a temporary folder.
-* Validation on the chief, on a non-distributed copy of the model; its numbers are broadcast so that
-  every worker's callbacks take the same decisions. The chief's restored backup is broadcast too.
-* BatchNormalization uses global-batch statistics (Keras' synchronized mode), as one process would.
-
-FEATURES_DIR must be on a filesystem every worker sees. Every worker prints how many training
-segments it read with a digest of their clip ids, and `worker <i> final weights sha256=<hex>`.
+(keras-team/keras#20585), so a custom loop calls the single-machine path's own Keras callbacks
+(`callbacks.make_callbacks`) at `model.fit`'s hooks. Each replica trains on its part of every global
+batch (`batch_size x replicas` segments); the optimizer all-reduces the gradients. Custom here:
+chief-only writing (task 0 writes RUN_DIR, the others' callbacks a temporary folder), validation on
+the chief with its numbers and restored backup broadcast, and BatchNorm on global-batch statistics.
+FEATURES_DIR must be on a filesystem every worker sees.
 """
 from __future__ import annotations
 
@@ -30,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -60,17 +52,6 @@ MANIFEST_VISIBLE_TIMEOUT_S = 120.0
 CHIEF_EXIT_GRACE_S = 2.0
 
 
-@dataclass(frozen=True)
-class WorkerRole:
-    """This process in the cluster: index 0 is the chief."""
-
-    index: int
-
-    @property
-    def is_chief(self) -> bool:
-        return self.index == 0
-
-
 def check_tf_config() -> dict:
     """The parsed TF_CONFIG (empty when unset: a one-worker cluster), or one clear error."""
     raw = os.environ.get("TF_CONFIG", "").strip()
@@ -95,13 +76,11 @@ def check_tf_config() -> dict:
     return tf_config
 
 
-def worker_role(tf_config: dict) -> WorkerRole:
-    """Chief first, then the workers in order: TensorFlow's replica order in the cluster."""
-    cluster = tf_config.get("cluster", {})
-    task = tf_config.get("task", {"type": "worker", "index": 0})
-    if task["type"] == "chief":
-        return WorkerRole(0)
-    return WorkerRole(task["index"] + len(cluster.get("chief", [])))
+def worker_index(tf_config: dict) -> int:
+    """This process's replica in the cluster, chief first (TensorFlow's order): 0 is the chief."""
+    if not tf_config or tf_config["task"]["type"] == "chief":
+        return 0
+    return tf_config["task"]["index"] + len(tf_config["cluster"].get("chief", []))
 
 
 def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
@@ -116,24 +95,24 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
         raise UserError("--seeds is not supported with --strategy multiworker: start one multi-worker run per seed")
     if t.jit:
         raise UserError("--jit is not supported with --strategy multiworker (its all-reduce is not XLA-compiled)")
-    role = worker_role(check_tf_config())
+    index = worker_index(check_tf_config())
     strategy = make_strategy("multiworker")  # returns when every worker of the cluster is up
-    print(f"worker {role.index}: num_replicas_in_sync={strategy.num_replicas_in_sync}", flush=True)
+    print(f"worker {index}: num_replicas_in_sync={strategy.num_replicas_in_sync}", flush=True)
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     collectives = Collectives(strategy)
-    fs = _shared_features(collectives, role, cfg, Path(data_dir), features_dir, workers)
+    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    out_dir = run_dir if role.is_chief else Path(tempfile.mkdtemp(prefix=f"gtzan-tf-worker{role.index}-"))
+    out_dir = run_dir if index == 0 else Path(tempfile.mkdtemp(prefix=f"gtzan-tf-worker{index}-"))
     try:
-        return _train(strategy, collectives, role, cfg, fs, out_dir, verbose)
+        return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:  # a collective lost a peer
-        raise UserError(f"worker {role.index}: another worker of the cluster stopped ({type(exc).__name__}); "
+        raise UserError(f"worker {index}: another worker of the cluster stopped ({type(exc).__name__}); "
                         f"start every worker again to resume from {run_dir / BACKUP}") from None
     finally:
         keras.mixed_precision.set_global_policy("float32")
-        if not role.is_chief:
+        if index:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -177,19 +156,19 @@ class Collectives:
         broadcast()
 
 
-def _shared_features(collectives: Collectives, role: WorkerRole, cfg: Config, data_dir: Path, features_dir: Path,
+def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir: Path, features_dir: Path,
                      workers: int) -> FeatureSet:
     """The chief prepares missing features; the others wait for it, then read the same folder."""
-    if role.is_chief:
+    if index == 0:
         prepare_features(cfg, data_dir, features_dir, workers)
     elif not _manifest_ready(features_dir, cfg):
-        print(f"worker {role.index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
+        print(f"worker {index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
     collectives.barrier()
-    if not role.is_chief:
+    if index:
         deadline = time.monotonic() + MANIFEST_VISIBLE_TIMEOUT_S
         while not _manifest_ready(features_dir, cfg):
             if time.monotonic() > deadline:
-                raise UserError(f"worker {role.index} cannot see {features_dir / MANIFEST}, which the chief "
+                raise UserError(f"worker {index} cannot see {features_dir / MANIFEST}, which the chief "
                                 "prepared: --features must be on a filesystem shared by all workers")
             time.sleep(2.0)
     return load_feature_set(features_dir)
@@ -203,7 +182,7 @@ def _manifest_ready(features_dir: Path, cfg: Config) -> bool:
     return manifest.get("fingerprint") == cfg.feature_fingerprint()
 
 
-def _train(strategy, collectives: Collectives, role: WorkerRole, cfg: Config, fs: FeatureSet, out_dir: Path,
+def _train(strategy, collectives: Collectives, index: int, cfg: Config, fs: FeatureSet, out_dir: Path,
            verbose: int) -> dict:
     """model.fit's loop and callback hooks under the strategy; `out_dir` is RUN_DIR on the chief."""
     t = cfg.train
@@ -221,16 +200,16 @@ def _train(strategy, collectives: Collectives, role: WorkerRole, cfg: Config, fs
                 layer.synchronized = True
         model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss, metrics=["accuracy"])
         model.optimizer.build(model.trainable_variables)  # a backup restores into existing variables
-    validate_on_chief = _chief_validation(cfg, fs, model, loss) if role.is_chief else None
+    validate_on_chief = _chief_validation(cfg, fs, model, loss) if index == 0 else None
     callbacks = keras.callbacks.CallbackList(
-        make_callbacks(cfg, out_dir, val_clips=None), add_history=True, add_progbar=role.is_chief and verbose != 0,
+        make_callbacks(cfg, out_dir, val_clips=None), add_history=True, add_progbar=index == 0 and verbose != 0,
         model=model, verbose=verbose, epochs=t.epochs, steps=steps_per_epoch,
     )
     callbacks.on_train_begin()
     # The chief's BackupAndRestore may have restored weights, optimizer state and epoch: share them.
     collectives.broadcast_variables(model.weights + model.optimizer.variables)
     initial_epoch = int(collectives.from_chief([model._initial_epoch or 0])[0])
-    read = _SegmentsRead()
+    read, read_ids = 0, hashlib.sha256()  # the training segments this worker read, their clip ids in order
     train_step, trainable = None, None
     logs = {}
     for epoch in range(initial_epoch, t.epochs):
@@ -245,10 +224,12 @@ def _train(strategy, collectives: Collectives, role: WorkerRole, cfg: Config, fs
         for step, (x, y, clip_ids) in enumerate(strategy.experimental_distribute_dataset(_sharded(batches))):
             callbacks.on_train_batch_begin(step)
             totals += train_step(x, y).numpy()
-            read.add(strategy.experimental_local_results(clip_ids))
+            for ids in strategy.experimental_local_results(clip_ids):
+                read += len(ids)
+                read_ids.update(b"\n".join(ids.numpy().tolist()) + b"\n")
             callbacks.on_train_batch_end(step, {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]})
         logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
-        chief_logs = validate_on_chief(epoch) if role.is_chief else np.zeros(len(VALIDATION_KEYS))
+        chief_logs = validate_on_chief(epoch) if index == 0 else np.zeros(len(VALIDATION_KEYS))
         logs.update(zip(VALIDATION_KEYS, map(float, collectives.from_chief(chief_logs))))
         callbacks.on_epoch_end(epoch, logs)
         if model.stop_training:
@@ -256,15 +237,15 @@ def _train(strategy, collectives: Collectives, role: WorkerRole, cfg: Config, fs
     callbacks.on_train_end(logs)
 
     digest = weights_digest(model)
-    summary = {"worker": role.index, "weights_sha256": digest}
-    if role.is_chief:
+    summary = {"worker": index, "weights_sha256": digest}
+    if index == 0:
         best = build_for(cfg, len(fs.genres), init="scratch")
         best.load_weights(out_dir / "best.weights.h5")
         summary = {**finish_run(cfg, fs, best, out_dir), **summary}
     collectives.barrier()  # everyone leaves together, once the chief has scored its best weights
-    print(f"worker {role.index} read {read.count} training segments, clip ids sha256={read.digest.hexdigest()}")
-    print(f"worker {role.index} final weights sha256={digest}", flush=True)
-    if role.is_chief:
+    print(f"worker {index} read {read} training segments, clip ids sha256={read_ids.hexdigest()}")
+    print(f"worker {index} final weights sha256={digest}", flush=True)
+    if index == 0:
         # The chief leads TensorFlow's coordination service: exiting last spares the other
         # workers a "failed to send RPC to coordination service" message while they shut down.
         time.sleep(CHIEF_EXIT_GRACE_S)
@@ -277,18 +258,6 @@ def _sharded(batches: tf.data.Dataset) -> tf.data.Dataset:
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
     return batches.with_options(options)
-
-
-class _SegmentsRead:
-    """How many training segments this worker read, and a digest of their clip ids in order."""
-
-    def __init__(self):
-        self.count, self.digest = 0, hashlib.sha256()
-
-    def add(self, clip_ids) -> None:
-        for ids in clip_ids:
-            self.count += len(ids)
-            self.digest.update(b"\n".join(ids.numpy().tolist()) + b"\n")
 
 
 def _chief_validation(cfg: Config, fs: FeatureSet, model: keras.Model, loss):
