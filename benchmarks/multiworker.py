@@ -2,9 +2,9 @@
 
     python benchmarks/multiworker.py [--model cnn1d] [--batch-size 32] [--epochs 4]
 
-Both runs take the same global batch on the same synthesised data: one process (one-worker
-TF_CONFIG, all cores) with `--batch-size B`, then two workers on 127.0.0.1 with `--batch-size B/2`
-and half the cores each. Steps/s come from the chief's per-epoch `ms/step` (Keras' progress
+All runs take the same global batch on the same synthesised data: the single-machine path
+(`model.fit`) and a one-worker cluster, each one process on all cores with `--batch-size B`, then two
+workers on 127.0.0.1 with `--batch-size B/2` and half the cores each. Steps/s come from the chief's per-epoch `ms/step` (Keras' progress
 line: the epoch's steps plus the chief's validation), median over the epochs after the first
 (which traces). On one machine two workers share its cores, so they are not expected to be faster.
 """
@@ -28,6 +28,9 @@ from gtzan_tf.synth import generate_dataset
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["--set", "data.validation_per_genre=2", "--set", "data.embeddings="]
 MS_PER_STEP = re.compile(r"^(\d+)/\1 - .* - (\d+)ms/step", re.MULTILINE)
+# (row name, processes, --strategy)
+RUNS = (("1 process, model.fit", 1, "auto"), ("1 process, multi-worker loop", 1, "multiworker"),
+        ("2 local workers", 2, "multiworker"))
 
 
 def free_ports(n: int) -> list[int]:
@@ -41,17 +44,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def run_cluster(workers: int, batch_size: int, args, data: Path, features: Path, out: Path) -> tuple[int, list[float]]:
+def run(workers: int, strategy: str, args, data: Path, features: Path, out: Path) -> tuple[int, list[float]]:
     """Steps per epoch and the chief's ms/step of every epoch after the first."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    cmd = [sys.executable, "train.py", "--strategy", "multiworker", "--model", args.model, "--data", str(data),
+    cmd = [sys.executable, "train.py", "--strategy", strategy, "--model", args.model, "--data", str(data),
            "--features", str(features), "--out", str(out), "--epochs", str(args.epochs),
-           "--batch-size", str(batch_size), "--patience", str(args.epochs), "--quiet", *SETTINGS]
+           "--batch-size", str(args.batch_size // workers), "--patience", str(args.epochs), "--quiet", *SETTINGS]
     procs = []
     for index in range(workers):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
+        if strategy == "multiworker":
+            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True))
     outputs = [p.communicate(timeout=1800)[0] for p in procs]
@@ -72,14 +76,14 @@ def main():
         features = Path(tmp) / "features"
         prepare(data, features, Config().replace(data={"validation_per_genre": 2, "embeddings": ()}), progress=False)
         rows = []
-        for workers in (1, 2):
-            steps, ms = run_cluster(workers, args.batch_size // workers, args, data, features, Path(tmp) / f"run{workers}")
-            rows.append((workers, steps, statistics.median(ms)))
+        for k, (name, workers, strategy) in enumerate(RUNS):
+            steps, ms = run(workers, strategy, args, data, features, Path(tmp) / f"run{k}")
+            rows.append((name, workers, steps, statistics.median(ms)))
     print(f"model {args.model}, global batch {args.batch_size}, {os.cpu_count()} CPU cores, epochs 2-{args.epochs}")
-    print("| processes | batch per replica | steps/epoch | ms/step | steps/s | segments/s |")
-    print("| --------: | ----------------: | ----------: | ------: | ------: | ---------: |")
-    for workers, steps, ms in rows:
-        print(f"| {workers} | {args.batch_size // workers} | {steps} | {ms:.0f} | {1000 / ms:.2f} | "
+    print("| run | batch per replica | steps/epoch | ms/step | steps/s | segments/s |")
+    print("| --- | ----------------: | ----------: | ------: | ------: | ---------: |")
+    for name, workers, steps, ms in rows:
+        print(f"| {name} | {args.batch_size // workers} | {steps} | {ms:.0f} | {1000 / ms:.2f} | "
               f"{args.batch_size * 1000 / ms:.1f} |")
 
 

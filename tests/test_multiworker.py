@@ -202,6 +202,7 @@ def test_a_killed_worker_resumes_to_the_uninterrupted_weights(two_workers, tiny_
     assert [int(r["epoch"]) for r in history(run)] == list(range(EPOCHS))
     assert not (run / BACKUP).exists()
 
+
 def test_tf_config_errors_are_one_clear_line(monkeypatch):
     cases = {
         "{not json": "not valid JSON",
