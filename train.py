@@ -70,7 +70,10 @@ def main(argv=None):
     cfg = cfg.with_overrides(args.set)
     chosen = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
     cfg = cfg.replace(train=chosen)
-    from gtzan_tf.training.trainer import train
+    if cfg.train.strategy == "multiworker":  # model.fit does not run under MultiWorkerMirroredStrategy
+        from gtzan_tf.training.multiworker import train_multiworker as train
+    else:
+        from gtzan_tf.training.trainer import train
 
     summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
                   verbose=2 if args.quiet else 1, skip_bad=args.skip_bad)

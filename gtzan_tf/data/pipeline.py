@@ -47,8 +47,9 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
 
 def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_size: int, *,
                     shuffle: bool = True, seed: int = 0, shuffle_buffer: int = 2048,
-                    cache: bool = False) -> tf.data.Dataset:
-    """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`."""
+                    cache: bool = False, clip_ids: bool = False) -> tf.data.Dataset:
+    """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`;
+    (inputs, one-hot label, clip id) with `clip_ids`."""
     n_classes = len(fs.genres)
     clips = clip_dataset(fs, split, inputs, shuffle_files=shuffle, seed=seed)
     if cache:
@@ -56,7 +57,8 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
 
     def with_segment_labels(features, label, clip_id):
         n = tf.shape(next(iter(features.values())))[0]
-        return features, tf.tile(tf.one_hot(label, n_classes)[tf.newaxis], [n, 1])
+        labels = tf.tile(tf.one_hot(label, n_classes)[tf.newaxis], [n, 1])
+        return (features, labels, tf.fill([n], clip_id)) if clip_ids else (features, labels)
 
     segments = clips.map(with_segment_labels, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     segments = segments.apply(tf.data.experimental.assert_cardinality(fs.count(split)))

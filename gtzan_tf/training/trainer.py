@@ -21,15 +21,12 @@ from gtzan_tf.models.registry import build_for, get_spec, run_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
-from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
-from gtzan_tf.training.resume import CallbackState, keep_history, resume_epoch
+from gtzan_tf.training.callbacks import BACKUP, check_finite_loss, make_callbacks
+from gtzan_tf.training.resume import keep_history, resume_epoch
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
-# Learning-rate reduction on a val_loss plateau (constant schedule only); the multi-worker loop applies the same.
-REDUCE_LR_FACTOR = 0.5
-REDUCE_LR_MIN_DELTA = 1e-4
 
 
 def validate(cfg: Config) -> None:
@@ -52,7 +49,10 @@ def default_features_dir(run_dir: Path, cfg: Config) -> Path:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """MirroredStrategy over several local GPUs (or when asked), else the default strategy."""
+    """MultiWorkerMirroredStrategy from TF_CONFIG when asked; MirroredStrategy over several local GPUs
+    (or when asked); else the default strategy."""
+    if name == "multiworker":  # before anything else touches the TensorFlow runtime, as TensorFlow requires
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
@@ -88,9 +88,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
     """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
     validate(cfg)
     if cfg.train.strategy == "multiworker":
-        from gtzan_tf.training.multiworker import train_multiworker
-
-        return train_multiworker(cfg, data_dir, run_dir, features_dir, workers, verbose)
+        raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
+                        "train with gtzan_tf.training.multiworker.train_multiworker, as train.py does")
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
@@ -144,8 +143,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     t = cfg.train
     claim_run_folder(run_dir)
     cfg.save(run_dir / "config.json")
-    backup_dir = run_dir / "backup"
-    first_epoch = resume_epoch(backup_dir)
+    first_epoch = resume_epoch(run_dir / BACKUP)
     keep_history(run_dir / "history.csv", first_epoch)
     keras.utils.set_random_seed(t.seed)
     inputs = run_inputs(cfg)
@@ -164,29 +162,10 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
             metrics=["accuracy"],
             jit_compile=t.jit,
         )
-    callbacks = [
-        ClipAccuracy(val_clips),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True,
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
-        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
-    if t.freeze_backbone_epochs:
-        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
-    callbacks += [CallbackState(backup_dir, callbacks, first_epoch),
-                  keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True)]
+    callbacks = make_callbacks(cfg, run_dir, val_clips, first_epoch)
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, initial_epoch=first_epoch,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
-    if not np.all(np.isfinite(history.history.get("loss", []))):  # TerminateOnNaN stopped it
-        raise UserError(f"training diverged in {run_dir}: the loss became NaN or infinite at epoch "
-                        f"{first_epoch + len(history.history['loss'])}; lower the learning rate (--lr)")
+    check_finite_loss(history.history.get("loss", []), run_dir, first_epoch)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir)
 
