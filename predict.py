@@ -42,8 +42,7 @@ def main(argv=None):
     files = audio_files(args.paths)
     if not files:
         raise UserError(f"no audio files found in {', '.join(map(str, args.paths))}")
-    predictor = Predictor(load_run(args.model))
-    predictor.run.model  # a damaged run is one error for all files, before any of them
+    predictor = Predictor(load_run(args.model))  # a damaged run is one error, before any file
     failed = 0
     for path in files:
         try:
