@@ -85,9 +85,14 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset index: validation hold-out and the clip embeddings stored with each record."""
+    """Dataset index: validation hold-out and the clip embeddings stored with each record.
 
-    validation_per_genre: int = 5
+    The hold-out takes `validation_fraction` of every genre's training clips (rounded), at least
+    `validation_per_genre`, at most half of them, so a genre with few clips still trains.
+    """
+
+    validation_fraction: float = 0.07
+    validation_per_genre: int = 1
     split_seed: int = 0
     embeddings: tuple[str, ...] = EMBEDDING_MODELS
     clips_per_shard: int = 16
@@ -112,6 +117,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     seeds: int = 1
+    folds: int = 1
+    monitor: str = "val_clip_loss"
     init: str = "scratch"
     fusion: str = "reference"
     freeze_backbone_epochs: int = 0
