@@ -1,18 +1,19 @@
-"""Keras callbacks: clip-level validation accuracy and staged fine-tuning."""
+"""Keras callbacks: clip-level validation scores and staged fine-tuning."""
 from __future__ import annotations
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.evaluation.metrics import clip_scores, predict_clips
 from gtzan_tf.models.registry import set_backbone_trainable
 
 
-class ClipAccuracy(keras.callbacks.Callback):
-    """Adds `val_clip_accuracy` (segments aggregated per clip) to the epoch logs.
+class ClipMetrics(keras.callbacks.Callback):
+    """Adds `val_clip_accuracy`, `val_clip_loss` and `val_clip_rank` (segments aggregated per clip,
+    `clip_scores`) to the epoch logs.
 
-    Must come before the callbacks that monitor it (checkpoint, early stopping, CSV logger).
+    Must come before the callbacks that monitor them (checkpoint, early stopping, CSV logger).
     """
 
     def __init__(self, clips: tf.data.Dataset):
@@ -21,7 +22,8 @@ class ClipAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["val_clip_accuracy"] = clip_accuracy(*predict_clips(self.model, self.clips))
+            scores = clip_scores(*predict_clips(self.model, self.clips))
+            logs.update({f"val_{name}": value for name, value in scores.items()})
 
 
 class FreezeBackbone(keras.callbacks.Callback):
