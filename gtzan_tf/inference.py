@@ -11,13 +11,15 @@ import numpy as np
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.errors import UserError
+from gtzan_tf.models.ensemble import ensemble_model
 from gtzan_tf.models.registry import build_for, model_inputs
 from gtzan_tf.musicnn.embedding import embed_clips, load_embedders
 
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A run folder written by train.py: its config, summary and best weights."""
+    """A run folder written by train.py: its config, summary and best weights (or, for a
+    cross-validated run, the fold runs whose ensemble it is)."""
 
     root: Path
     cfg: Config
@@ -40,13 +42,21 @@ class TrainedRun:
         """The per-seed runs of a multi-seed run, or [self]."""
         return [load_run(self.root / name) for name in self.summary.get("runs", [])] or [self]
 
+    @property
+    def members(self) -> list["TrainedRun"]:
+        """The fold runs of a cross-validated (ensemble) run, or []."""
+        return [load_run(self.root / name) for name in self.summary.get("members", [])]
+
     def best_seed(self) -> "TrainedRun":
         """The seed run with the best validation clip accuracy (self for a single run)."""
         return max(self.seed_runs, key=lambda run: run.summary["valid_clip_accuracy"])
 
     @cached_property
     def model(self) -> keras.Model:
-        """The registry's architecture with the best weights (no download: init is scratch)."""
+        """The registry's architecture with the best weights (no download: init is scratch); for a
+        cross-validated run, the ensemble of its fold models (mean of their probabilities)."""
+        if self.members:
+            return ensemble_model([member.model for member in self.members], name=f"{self.cfg.train.model}_ensemble")
         model = build_for(self.cfg, len(self.genres), init="scratch")
         model.load_weights(self.root / "best.weights.h5")
         return model
@@ -58,7 +68,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         if not (root / name).is_file():
             raise UserError(f"{root} is not a finished run folder (no {name}); train one with train.py --out {root}")
     summary = json.loads((root / "run.json").read_text())
-    if "runs" not in summary and not (root / "best.weights.h5").is_file():
+    if "runs" not in summary and "members" not in summary and not (root / "best.weights.h5").is_file():
         raise UserError(f"{root} has no best.weights.h5; the run did not finish an epoch")
     return TrainedRun(root, Config.load(root / "config.json"), summary)
 

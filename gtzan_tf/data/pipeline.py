@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -73,9 +74,34 @@ def load_feature_set(features_dir: str | Path) -> FeatureSet:
     return FeatureSet(root, manifest)
 
 
+def clip_table(fs: FeatureSet, split: str) -> list[dict]:
+    """Every clip version of `split` in record order: clip_id, source_id, genre, n_segments."""
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in ("clip_id", "source_id", "genre")}
+    spec["n_segments"] = tf.io.FixedLenFeature([], tf.int64)
+    records = tf.data.TFRecordDataset(fs.files(split)).map(lambda r: tf.io.parse_single_example(r, spec))
+    return [
+        {key: value.decode() if isinstance(value, bytes) else int(value) for key, value in row.items()}
+        for row in records.as_numpy_iterator()
+    ]
+
+
+def count_segments(fs: FeatureSet, split: str, sources: Collection[str] | None = None,
+                   originals_only: bool = False) -> int:
+    """Segments of `split` (only those of the `sources` clips and, if asked, of the originals)."""
+    if sources is None and not originals_only:
+        return fs.count(split)
+    return sum(
+        row["n_segments"] for row in clip_table(fs, split)
+        if (sources is None or row["source_id"] in sources) and (not originals_only or row["clip_id"] == row["source_id"])
+    )
+
+
 def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, originals_only: bool = False,
-                 shuffle_files: bool = False, seed: int = 0) -> tf.data.Dataset:
+                 sources: Collection[str] | None = None, shuffle_files: bool = False,
+                 seed: int = 0) -> tf.data.Dataset:
     """One element per clip version: (inputs with a leading segment axis, label, clip_id).
+
+    `sources` keeps only the versions of those source clips (one cross-validation fold's share).
 
     Segments are normalised with the training set's mean and std; clip embeddings are repeated
     on every segment of their clip, as the reference recipe does. The order depends on the seed
@@ -95,6 +121,9 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
     examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if originals_only:
         examples = examples.filter(lambda ex: tf.equal(ex["clip_id"], ex["source_id"]))
+    if sources is not None:
+        kept = tf.constant(sorted(sources), tf.string)
+        examples = examples.filter(lambda ex: tf.reduce_any(tf.equal(ex["source_id"], kept)))
 
     def to_clip(ex):
         n = tf.shape(ex["features"])[0]
@@ -110,11 +139,12 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
 
 
 def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_size: int, *,
-                    shuffle: bool = True, seed: int = 0, shuffle_buffer: int = 2048,
-                    cache: bool = False) -> tf.data.Dataset:
+                    shuffle: bool = True, seed: int = 0, shuffle_buffer: int = 2048, cache: bool = False,
+                    sources: Collection[str] | None = None, originals_only: bool = False) -> tf.data.Dataset:
     """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`."""
     n_classes = len(fs.genres)
-    clips = clip_dataset(fs, split, inputs, shuffle_files=shuffle, seed=seed)
+    clips = clip_dataset(fs, split, inputs, originals_only=originals_only, sources=sources,
+                         shuffle_files=shuffle, seed=seed)
     if cache:
         clips = clips.cache()
 
@@ -123,12 +153,14 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
         return features, tf.tile(tf.one_hot(label, n_classes)[tf.newaxis], [n, 1])
 
     segments = clips.map(with_segment_labels, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    segments = segments.apply(tf.data.experimental.assert_cardinality(fs.count(split)))
+    n_segments = count_segments(fs, split, sources, originals_only)
+    segments = segments.apply(tf.data.experimental.assert_cardinality(n_segments))
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...]) -> tf.data.Dataset:
+def eval_clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...],
+                      sources: Collection[str] | None = None) -> tf.data.Dataset:
     """Whole-clip groups of original (not augmented) clips, in a fixed order, for clip-level scores."""
-    return clip_dataset(fs, split, inputs, originals_only=True).prefetch(tf.data.AUTOTUNE)
+    return clip_dataset(fs, split, inputs, originals_only=True, sources=sources).prefetch(tf.data.AUTOTUNE)

@@ -12,14 +12,21 @@ from gtzan_tf.utils import write_json
 
 
 def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
-    """Metrics of one seeded run on `split`, plus its confusion-matrix and learning-curve PNGs."""
+    """Metrics of one seeded run on `split`, plus its confusion-matrix and learning-curve PNGs.
+
+    A cross-validated run is scored as its ensemble; `folds` holds every fold model's headline
+    metrics and `per_fold` their mean and std.
+    """
     features_dir = Path(run.summary["features_dir"])
     if data_dir is not None:
         ensure_prepared(data_dir, features_dir, run.cfg)
     fs = load_feature_set(features_dir)
-    probs, labels, clip_ids = predict_clips(run.model, eval_clip_dataset(fs, split, run.inputs))
-    metrics = evaluate_predictions(probs, labels, clip_ids, run.genres)
+    clips = eval_clip_dataset(fs, split, run.inputs)
+    metrics = evaluate_predictions(*predict_clips(run.model, clips), run.genres)
     metrics.update(model=run.cfg.train.model, split=split, seed=run.cfg.train.seed)
+    if run.members:
+        metrics["folds"] = [headlines(evaluate_predictions(*predict_clips(m.model, clips), run.genres)) for m in run.members]
+        metrics["per_fold"] = summarize_seeds(metrics["folds"])
     out = run.root / "eval"
     plot_confusion_matrix(metrics["confusion_matrix"], run.genres, out / "confusion_matrix.png",
                           title=f"{run.cfg.train.model} · {split} · clip level")
@@ -37,12 +44,19 @@ def evaluate_run(run_dir: str | Path, data_dir: Path | None = None, split: str =
         return per_seed[0]
     metrics = {**per_seed[0], **summarize_seeds(per_seed), "seeds": [m["seed"] for m in per_seed]}
     metrics.pop("seed")
+    if "folds" in metrics:
+        metrics["folds"] = [fold for m in per_seed for fold in m["folds"]]
+        metrics["per_fold"] = summarize_seeds(metrics["folds"])
     out = run.root / "eval"
     plot_confusion_matrix(sum_matrices(per_seed), run.genres, out / "confusion_matrix.png",
                           title=f"{run.cfg.train.model} · {split} · {len(per_seed)} seeds summed")
     plot_history(run.seed_runs[0].root / "history.csv", out / "history.png")
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def headlines(metrics: dict) -> dict:
+    return {key: metrics[key] for key in SUMMARY_METRICS}
 
 
 def sum_matrices(per_seed: list[dict]) -> list[list[int]]:
@@ -52,7 +66,10 @@ def sum_matrices(per_seed: list[dict]) -> list[list[int]]:
 
 
 def comparison_row(run_dir: Path, metrics: dict) -> dict:
-    row = {"run": str(run_dir), "model": metrics["model"], "n_runs": metrics.get("n_runs", 1)}
+    model = metrics["model"]
+    if "per_fold" in metrics:
+        model += f" (ensemble of {metrics['per_fold']['n_runs'] // metrics.get('n_runs', 1)} folds)"
+    row = {"run": str(run_dir), "model": model, "n_runs": metrics.get("n_runs", 1)}
     for key in SUMMARY_METRICS:
         row[key] = metrics[key]
         row[f"{key}_std"] = metrics.get(f"{key}_std")

@@ -3,6 +3,7 @@
 A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h5 and run.json
 (the summary); train.py then exports saved_model/ and serving/ (`gtzan_tf.export`).
 With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json reports mean and std.
+With `folds > 1` a run (or every seed run) is a cross-validated ensemble (`gtzan_tf.training.folds`).
 """
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ import numpy as np
 import tensorflow as tf
 
 from gtzan_tf.config import Config
-from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
+from gtzan_tf.data.folds import Fold
+from gtzan_tf.data.pipeline import FeatureSet, count_segments, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, get_spec, model_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.utils import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
-from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
+from gtzan_tf.training.callbacks import ClipMetrics, FreezeBackbone
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
+# train.monitor -> (epoch-log key that ModelCheckpoint and EarlyStopping watch, mode); see ClipMetrics.
+MONITORS = {"val_clip_loss": ("val_clip_loss", "min"), "val_clip_accuracy": ("val_clip_rank", "max")}
 # Learning-rate reduction on a val_loss plateau (constant schedule only); the multi-worker loop applies the same.
 REDUCE_LR_FACTOR = 0.5
 REDUCE_LR_MIN_DELTA = 1e-4
@@ -35,8 +39,12 @@ def validate(cfg: Config) -> None:
     get_spec(t.model)
     if t.learning_rate <= 0:
         raise UserError(f"--lr must be positive, got {t.learning_rate}")
-    if t.epochs < 1 or t.batch_size < 1 or t.seeds < 1:
-        raise UserError("--epochs, --batch-size and --seeds must be at least 1")
+    if t.epochs < 1 or t.batch_size < 1 or t.seeds < 1 or t.folds < 1:
+        raise UserError("--epochs, --batch-size, --seeds and --folds must be at least 1")
+    if t.monitor not in MONITORS:
+        raise UserError(f"unknown monitor {t.monitor!r}: choose one of {', '.join(MONITORS)}")
+    if t.folds > 1 and t.strategy == "multiworker":
+        raise UserError("--folds does not combine with --strategy multiworker; train the folds on one machine")
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {t.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.strategy not in STRATEGIES:
@@ -94,6 +102,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         from gtzan_tf.training.multiworker import train_multiworker
 
         return train_multiworker(cfg, data_dir, run_dir, features_dir, workers, verbose)
+    if cfg.train.folds > 1:
+        from gtzan_tf.training.folds import cross_validation_config, train_folds
+
+        cfg = cross_validation_config(cfg)
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     prepare_features(cfg, Path(data_dir), features_dir, workers)
@@ -102,13 +114,14 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         keras.mixed_precision.set_global_policy("mixed_float16")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
+    train_seed = train_folds if cfg.train.folds > 1 else train_one
     if cfg.train.seeds == 1:
-        summary = train_one(cfg, fs, run_dir, verbose)
+        summary = train_seed(cfg, fs, run_dir, verbose)
     else:
         runs = []
         for k in range(cfg.train.seeds):
             seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
-            runs.append(train_one(seed_cfg, fs, run_dir / f"seed-{k}", verbose))
+            runs.append(train_seed(seed_cfg, fs, run_dir / f"seed-{k}", verbose))
         summary = summarize_runs(cfg, fs, runs)
     write_json(run_dir / "run.json", summary)
     return summary
@@ -121,8 +134,11 @@ def prepare_features(cfg: Config, data_dir: Path, features_dir: Path, workers: i
     ensure_prepared(data_dir, features_dir, cfg, workers=workers)
 
 
-def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
-    """One seeded training run in `run_dir`; resumes from its backup if one is there."""
+def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold: Fold | None = None) -> dict:
+    """One seeded training run in `run_dir`; resumes from its backup if one is there.
+
+    With a `fold`, it trains on that fold's training clips and validates on its held-out originals.
+    """
     t = cfg.train
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -130,10 +146,14 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     inputs = model_inputs(t.model)
     strategy = make_strategy(t.strategy)
     global_batch = t.batch_size * strategy.num_replicas_in_sync
-    train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer)
-    val_ds = segment_dataset(fs, "valid", inputs, t.eval_batch_size, shuffle=False)
-    val_clips = eval_clip_dataset(fs, "valid", inputs)
-    steps_per_epoch = int(np.ceil(fs.count("train") / global_batch))
+    train_sources, valid_split, valid_sources = (None, "valid", None) if fold is None else (fold.train, "train", fold.valid)
+    train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer,
+                               sources=train_sources)
+    val_ds = segment_dataset(fs, valid_split, inputs, t.eval_batch_size, shuffle=False, sources=valid_sources,
+                             originals_only=fold is not None)
+    val_clips = eval_clip_dataset(fs, valid_split, inputs, sources=valid_sources)
+    steps_per_epoch = int(np.ceil(count_segments(fs, "train", train_sources) / global_batch))
+    monitor, mode = MONITORS[t.monitor]
     with strategy.scope():
         model = build_for(cfg, len(fs.genres))
         model.compile(
@@ -143,12 +163,11 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
             jit_compile=t.jit,
         )
     callbacks = [
-        ClipAccuracy(val_clips),
+        ClipMetrics(val_clips),
         keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True,
+            str(run_dir / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True,
         ),
-        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
@@ -160,17 +179,20 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
     model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.load_weights(run_dir / "best.weights.h5")
-    return finish_run(cfg, fs, model, run_dir)
+    return finish_run(cfg, fs, model, run_dir, fold)
 
 
-def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -> dict:
+def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, fold: Fold | None = None) -> dict:
     """Score the best weights and write run.json (train.py exports the SavedModels)."""
     inputs = model_inputs(cfg.train.model)
+    valid = eval_clip_dataset(fs, "valid", inputs) if fold is None else eval_clip_dataset(fs, "train", inputs, fold.valid)
     scores = {
-        f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, eval_clip_dataset(fs, split, inputs)))
-        for split in ("valid", "test")
+        f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, clips))
+        for split, clips in (("valid", valid), ("test", eval_clip_dataset(fs, "test", inputs)))
     }
     history = _read_history(run_dir / "history.csv")
+    monitor, mode = MONITORS[cfg.train.monitor]
+    best = np.argmin if mode == "min" else np.argmax
     summary = {
         "model": cfg.train.model,
         "seed": cfg.train.seed,
@@ -179,9 +201,11 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -
         "features_dir": str(fs.root.resolve()),
         "normalization": dict(zip(("mean", "std"), fs.normalization)),
         "epochs_run": len(history),
-        "best_epoch": int(np.argmax([row["val_clip_accuracy"] for row in history])) + 1 if history else None,
+        "best_epoch": int(best([row[monitor] for row in history])) + 1 if history else None,
         **scores,
     }
+    if fold is not None:
+        summary.update(fold=fold.index, valid_clips=len(fold.valid))
     keras.mixed_precision.set_global_policy("float32")
     write_json(run_dir / "run.json", summary)
     return summary

@@ -1,0 +1,69 @@
+"""K-fold cross-validated training: K models, each validated on its own fold, and their ensemble.
+
+The training clips are prepared once, all of them in "train" (no validation hold-out) and
+augmented; each fold selects its training and validation clips by source_id in the tf.data
+pipeline, so the K folds share one features folder and validate on original clips only.
+
+A run folder holds `folds.json` (source clip -> fold), `fold-0/` ... `fold-{K-1}/` (ordinary
+runs) and run.json: the out-of-fold validation accuracy (every training clip scored once, by the
+model that did not train on it), the ensemble's test accuracy (mean of the K members'
+probabilities) and the per-fold mean and std of both.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gtzan_tf.config import Config
+from gtzan_tf.data.folds import assign_folds, make_folds
+from gtzan_tf.data.pipeline import FeatureSet, clip_table, eval_clip_dataset
+from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.models.ensemble import ensemble_model
+from gtzan_tf.models.registry import build_for, model_inputs
+from gtzan_tf.utils import write_json
+
+
+def cross_validation_config(cfg: Config) -> Config:
+    """The config of a cross-validated run: no validation hold-out, the folds validate instead."""
+    return cfg.replace(data={"validation_fraction": 0.0, "validation_per_genre": 0})
+
+
+def source_genres(fs: FeatureSet) -> dict[str, str]:
+    """source clip id -> genre of every training clip (augmented versions share their source's)."""
+    return {row["source_id"]: row["genre"] for row in clip_table(fs, "train")}
+
+
+def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
+    """Train the `cfg.train.folds` fold runs of one seed in `run_dir/fold-K` and score their ensemble."""
+    from gtzan_tf.training.trainer import train_one
+
+    k = cfg.train.folds
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+    assignment = assign_folds(source_genres(fs), k, cfg.data.split_seed)
+    write_json(run_dir / "folds.json", assignment)
+    runs = [train_one(cfg, fs, run_dir / f"fold-{fold.index}", verbose, fold) for fold in make_folds(assignment, k)]
+    members = []
+    for i in range(k):
+        member = build_for(cfg, len(fs.genres), init="scratch")
+        member.load_weights(run_dir / f"fold-{i}" / "best.weights.h5")
+        members.append(member)
+    test = eval_clip_dataset(fs, "test", model_inputs(cfg.train.model))
+    valid_clips = np.array([r["valid_clips"] for r in runs])
+    valid = np.array([r["valid_clip_accuracy"] for r in runs])
+    per_fold_test = np.array([r["test_clip_accuracy"] for r in runs])
+    summary = {
+        **{key: runs[0][key] for key in ("model", "seed", "genres", "inputs", "features_dir", "normalization")},
+        "folds": k,
+        "members": [f"fold-{i}" for i in range(k)],
+        "best_epochs": [r["best_epoch"] for r in runs],
+        "valid_clip_accuracy": float(valid @ valid_clips / valid_clips.sum()),
+        "test_clip_accuracy": clip_accuracy(*predict_clips(ensemble_model(members), test)),
+        "fold_valid_clip_accuracy_mean": float(valid.mean()),
+        "fold_valid_clip_accuracy_std": float(valid.std(ddof=1)),
+        "fold_test_clip_accuracy_mean": float(per_fold_test.mean()),
+        "fold_test_clip_accuracy_std": float(per_fold_test.std(ddof=1)),
+    }
+    write_json(run_dir / "run.json", summary)
+    return summary
