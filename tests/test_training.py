@@ -93,6 +93,8 @@ def test_a_seeded_run_repeats_exactly(tiny_features, tiny_data, tmp_path):
     [
         (["--model", "resnet35"], "unknown model 'resnet35'"),
         (["--model", "cnn1d", "--lr", "-0.1"], "--lr must be positive"),
+        (["--model", "cnn1d", "--folds", "3", "--strategy", "multiworker"], "--folds does not combine with --strategy multiworker"),
+        (["--model", "cnn1d", "--monitor", "val_accuracy"], "unknown monitor 'val_accuracy'"),
     ],
 )
 def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):
