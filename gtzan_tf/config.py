@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 0
     seeds: int = 1
     folds: int = 1
+    refit: bool = False
     monitor: str = "val_clip_loss"
     init: str = "scratch"
     fusion: str = "reference"

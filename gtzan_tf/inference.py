@@ -54,7 +54,10 @@ class TrainedRun:
     @cached_property
     def model(self) -> keras.Model:
         """The registry's architecture with the best weights (no download: init is scratch); for a
-        cross-validated run, the ensemble of its fold models (mean of their probabilities)."""
+        cross-validated run, the ensemble of its fold models (mean of their probabilities), or the
+        model refit on all training clips when it was trained with --refit."""
+        if self.summary.get("refit"):
+            return load_run(self.root / self.summary["refit"]).model
         if self.members:
             return ensemble_model([member.model for member in self.members], name=f"{self.cfg.train.model}_ensemble")
         model = build_for(self.cfg, len(self.genres), init="scratch")

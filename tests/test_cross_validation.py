@@ -146,11 +146,14 @@ def test_ensemble_probabilities_are_the_mean_of_its_members(fold_runs):
 
 
 def test_evaluate_scores_the_ensemble_and_the_serving_model_equals_it(fold_runs, tiny_data):
+    from gtzan_tf.evaluation.report import format_metrics_table
+
     run = load_run(fold_runs[0])
-    result = run_cli("evaluate.py", "--run", str(run.root))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"ensemble of {K} fold models" in result.stdout and f"mean ± std over {K}" in result.stdout
+    compare = run_cli("evaluate.py", "--compare", str(run.root))  # evaluates the run, as --run does
+    assert compare.returncode == 0 and f"| cnn1d (ensemble of {K} folds) |" in compare.stdout
     metrics = json.loads((run.root / "eval" / "metrics.json").read_text())
+    report = format_metrics_table(metrics)
+    assert f"ensemble of {K} fold models" in report and f"mean ± std over {K}" in report
     fold_acc = [f["clip_accuracy"] for f in metrics["folds"]]
     assert len(fold_acc) == K and metrics["per_fold"]["clip_accuracy"] == pytest.approx(np.mean(fold_acc))
     assert metrics["per_fold"]["clip_accuracy_std"] == pytest.approx(np.std(fold_acc, ddof=1))
@@ -166,5 +169,26 @@ def test_evaluate_scores_the_ensemble_and_the_serving_model_equals_it(fold_runs,
         out = serve(waveform=tf.constant(y))["probabilities"].numpy()
         np.testing.assert_allclose(out, probs[ids == clip_id].mean(axis=0), atol=1e-4)
 
-    compare = run_cli("evaluate.py", "--compare", str(run.root))
-    assert compare.returncode == 0 and f"| cnn1d (ensemble of {K} folds) |" in compare.stdout
+
+def test_refit_and_seeds_combine_with_folds(fold_runs, tiny_data, tmp_path):
+    """--folds 2 --seeds 2 --refit: every seed is a repeated cross-validation (its own folds) whose
+    model is one refit on all training clips for the folds' median best epoch."""
+    from gtzan_tf.evaluation.metrics import clip_accuracy
+    from gtzan_tf.training.trainer import train
+
+    folded = load_run(fold_runs[0])
+    cfg = folded.cfg.replace(train={"folds": 2, "seeds": 2, "epochs": 3, "refit": True})
+    summary = train(cfg, tiny_data, tmp_path / "run", features_dir=folded.summary["features_dir"], verbose=0)
+    seeds = load_run(tmp_path / "run").seed_runs
+    assert [s.root.name for s in seeds] == ["seed-0", "seed-1"] and [s.cfg.train.seed for s in seeds] == [5, 6]
+    assert all([m.root.name for m in s.members] == ["fold-0", "fold-1"] for s in seeds)
+    assert (seeds[0].root / "folds.json").read_text() != (seeds[1].root / "folds.json").read_text()
+    assert summary["test_clip_accuracy_mean"] == pytest.approx(np.mean([s.summary["test_clip_accuracy"] for s in seeds]))
+    test = eval_clip_dataset(load_feature_set(folded.summary["features_dir"]), "test", folded.inputs)
+    for run in seeds:
+        epochs = int(np.median(run.summary["best_epochs"]))
+        assert run.summary["refit_epochs"] == epochs and len(pd.read_csv(run.root / "refit" / "history.csv")) == epochs
+        refit = load_run(run.root / "refit")
+        np.testing.assert_array_equal(predict_clips(run.model, test)[0], predict_clips(refit.model, test)[0])
+        assert run.summary["test_clip_accuracy"] == clip_accuracy(*predict_clips(refit.model, test))
+        assert "ensemble_test_clip_accuracy" in run.summary

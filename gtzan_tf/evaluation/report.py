@@ -27,7 +27,9 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     lines += [f"{label:<{label_width}}  {_percent(metrics[key]):>7}" for label, key in HEADLINES]
     if "per_fold" in metrics:
         folds = metrics["per_fold"]
-        lines[0] += f"   (ensemble of {folds['n_runs']} fold models: mean of their probabilities)"
+        lines[0] += (f"   (one model refit on all training clips for {metrics['refit_epochs']} epochs)"
+                     if "refit_epochs" in metrics else
+                     f"   (ensemble of {folds['n_runs']} fold models: mean of their probabilities)")
         lines += ["", f"each fold model alone, mean ± std over {folds['n_runs']}:"]
         lines += [f"{label:<{label_width}}  {_percent_cell(folds[key], folds[f'{key}_std'])}" for label, key in HEADLINES]
 

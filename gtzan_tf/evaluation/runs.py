@@ -14,8 +14,8 @@ from gtzan_tf.utils import write_json
 def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
     """Metrics of one seeded run on `split`, plus its confusion-matrix and learning-curve PNGs.
 
-    A cross-validated run is scored as its ensemble; `folds` holds every fold model's headline
-    metrics and `per_fold` their mean and std.
+    A cross-validated run is scored as its ensemble (or its refit model); `folds` holds every fold
+    model's headline metrics and `per_fold` their mean and std.
     """
     features_dir = Path(run.summary["features_dir"])
     if data_dir is not None:
@@ -27,6 +27,8 @@ def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
     if run.members:
         metrics["folds"] = [headlines(evaluate_predictions(*predict_clips(m.model, clips), run.genres)) for m in run.members]
         metrics["per_fold"] = summarize_seeds(metrics["folds"])
+    if run.summary.get("refit"):
+        metrics["refit_epochs"] = run.summary["refit_epochs"]
     out = run.root / "eval"
     plot_confusion_matrix(metrics["confusion_matrix"], run.genres, out / "confusion_matrix.png",
                           title=f"{run.cfg.train.model} · {split} · clip level")
@@ -68,7 +70,8 @@ def sum_matrices(per_seed: list[dict]) -> list[list[int]]:
 def comparison_row(run_dir: Path, metrics: dict) -> dict:
     model = metrics["model"]
     if "per_fold" in metrics:
-        model += f" (ensemble of {metrics['per_fold']['n_runs'] // metrics.get('n_runs', 1)} folds)"
+        folds = metrics["per_fold"]["n_runs"] // metrics.get("n_runs", 1)
+        model += f" (refit after {folds} folds)" if "refit_epochs" in metrics else f" (ensemble of {folds} folds)"
     row = {"run": str(run_dir), "model": model, "n_runs": metrics.get("n_runs", 1)}
     for key in SUMMARY_METRICS:
         row[key] = metrics[key]

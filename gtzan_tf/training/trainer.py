@@ -43,6 +43,8 @@ def validate(cfg: Config) -> None:
         raise UserError("--epochs, --batch-size, --seeds and --folds must be at least 1")
     if t.monitor not in MONITORS:
         raise UserError(f"unknown monitor {t.monitor!r}: choose one of {', '.join(MONITORS)}")
+    if t.refit and t.folds < 2:
+        raise UserError("--refit trains for the epoch count that cross-validation picked: add --folds K")
     if t.folds > 1 and t.strategy == "multiworker":
         raise UserError("--folds does not combine with --strategy multiworker; train the folds on one machine")
     if t.optimizer not in OPTIMIZERS:
@@ -155,13 +157,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     steps_per_epoch = int(np.ceil(count_segments(fs, "train", train_sources) / global_batch))
     monitor, mode = MONITORS[t.monitor]
     with strategy.scope():
-        model = build_for(cfg, len(fs.genres))
-        model.compile(
-            optimizer=make_optimizer(cfg, steps_per_epoch),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
-            metrics=["accuracy"],
-            jit_compile=t.jit,
-        )
+        model = compile_model(cfg, len(fs.genres), steps_per_epoch)
     callbacks = [
         ClipMetrics(val_clips),
         keras.callbacks.ModelCheckpoint(
@@ -182,6 +178,18 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     return finish_run(cfg, fs, model, run_dir, fold)
 
 
+def compile_model(cfg: Config, n_classes: int, steps_per_epoch: int) -> keras.Model:
+    """The registry model of `cfg`, compiled with its optimizer and loss (call under the strategy's scope)."""
+    model = build_for(cfg, n_classes)
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=cfg.train.jit,
+    )
+    return model
+
+
 def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, fold: Fold | None = None) -> dict:
     """Score the best weights and write run.json (train.py exports the SavedModels)."""
     inputs = model_inputs(cfg.train.model)
@@ -194,12 +202,7 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
     monitor, mode = MONITORS[cfg.train.monitor]
     best = np.argmin if mode == "min" else np.argmax
     summary = {
-        "model": cfg.train.model,
-        "seed": cfg.train.seed,
-        "genres": fs.genres,
-        "inputs": list(inputs),
-        "features_dir": str(fs.root.resolve()),
-        "normalization": dict(zip(("mean", "std"), fs.normalization)),
+        **run_identity(cfg, fs),
         "epochs_run": len(history),
         "best_epoch": int(best([row[monitor] for row in history])) + 1 if history else None,
         **scores,
@@ -209,6 +212,18 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
     keras.mixed_precision.set_global_policy("float32")
     write_json(run_dir / "run.json", summary)
     return summary
+
+
+def run_identity(cfg: Config, fs: FeatureSet) -> dict:
+    """What every run.json says about its model and features (load_run and the export read it)."""
+    return {
+        "model": cfg.train.model,
+        "seed": cfg.train.seed,
+        "genres": fs.genres,
+        "inputs": list(model_inputs(cfg.train.model)),
+        "features_dir": str(fs.root.resolve()),
+        "normalization": dict(zip(("mean", "std"), fs.normalization)),
+    }
 
 
 def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
