@@ -28,6 +28,8 @@ SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 # train.monitor -> (epoch-log key that ModelCheckpoint and EarlyStopping watch, mode); see ClipMetrics.
 MONITORS = {"val_clip_loss": ("val_clip_loss", "min"), "val_clip_accuracy": ("val_clip_rank", "max")}
+# The multi-worker loop keeps its own rule: the best weights by val_clip_accuracy.
+MULTIWORKER_SELECTION = ("val_clip_accuracy", "max")
 # Learning-rate reduction on a val_loss plateau (constant schedule only); the multi-worker loop applies the same.
 REDUCE_LR_FACTOR = 0.5
 REDUCE_LR_MIN_DELTA = 1e-4
@@ -199,7 +201,7 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
         for split, clips in (("valid", valid), ("test", eval_clip_dataset(fs, "test", inputs)))
     }
     history = _read_history(run_dir / "history.csv")
-    monitor, mode = MONITORS[cfg.train.monitor]
+    monitor, mode = MULTIWORKER_SELECTION if cfg.train.strategy == "multiworker" else MONITORS[cfg.train.monitor]
     best = np.argmin if mode == "min" else np.argmax
     summary = {
         **run_identity(cfg, fs),
