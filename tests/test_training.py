@@ -164,6 +164,8 @@ def test_a_damaged_backup_gives_one_line_naming_what_to_delete(tiny_features, ti
         (["--model", "cnn1d", "--lr", "-0.1"], "train.learning_rate must be a finite number > 0, got -0.1"),
         (["--model", "cnn1d", "--lr", "nan"], "train.learning_rate must be a finite number > 0, got nan"),
         (["--model", "cnn1d", "--set", "train.epochs=abc"], "bad value 'abc' for train.epochs: expected an integer"),
+        (["--model", "cnn1d", "--folds", "3", "--strategy", "multiworker"], "--folds does not combine with --strategy multiworker"),
+        (["--model", "cnn1d", "--monitor", "val_accuracy"], "unknown monitor 'val_accuracy'"),
     ],
 )
 def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):

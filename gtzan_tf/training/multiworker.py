@@ -34,7 +34,7 @@ from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_s
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, run_inputs
 from gtzan_tf.prepare import MANIFEST
-from gtzan_tf.training.callbacks import BACKUP, ClipAccuracy, check_finite_loss, make_callbacks
+from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, check_finite_loss, make_callbacks
 from gtzan_tf.training.trainer import (
     default_features_dir,
     finish_run,
@@ -45,7 +45,7 @@ from gtzan_tf.training.trainer import (
     validate,
 )
 
-VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_clip_accuracy")
+VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_clip_accuracy", "val_clip_loss", "val_clip_rank")
 # How long a worker waits, after the chief is done, for the manifest to show up on a shared
 # filesystem with attribute caching (NFS).
 MANIFEST_VISIBLE_TIMEOUT_S = 120.0
@@ -272,7 +272,7 @@ def _chief_validation(cfg: Config, fs: FeatureSet, model: keras.Model, loss):
     copy = build_for(cfg, len(fs.genres), init="scratch")
     copy.compile(loss=loss, metrics=["accuracy"])
     segments = segment_dataset(fs, "valid", inputs, cfg.train.eval_batch_size, shuffle=False)
-    clip_scores = ClipAccuracy(eval_clip_dataset(fs, "valid", inputs))
+    clip_scores = ClipMetrics(eval_clip_dataset(fs, "valid", inputs))
     clip_scores.set_model(copy)
 
     def validate_on_chief(epoch: int) -> list[float]:
