@@ -79,7 +79,7 @@ def main(argv=None):
     if cfg.train.strategy == "multiworker":  # model.fit does not run under MultiWorkerMirroredStrategy
         from gtzan_tf.training.multiworker import train_multiworker as train
     else:
-        from gtzan_tf.training.trainer import train
+        from gtzan_tf.training.experiment import train
 
     summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
                   verbose=2 if args.quiet else 1, skip_bad=args.skip_bad)

@@ -82,7 +82,7 @@ def model_row(cfg, data: Path, features: Path, run_dir: Path) -> dict:
     from gtzan_tf.evaluation.metrics import clip_accuracy, evaluate_predictions, predict_clips
     from gtzan_tf.inference import load_run
     from gtzan_tf.models.ensemble import ensemble_model
-    from gtzan_tf.training.trainer import train
+    from gtzan_tf.training.experiment import train
 
     start = time.perf_counter()
     summary = train(cfg, data, run_dir, features_dir=features, verbose=0)

@@ -174,7 +174,7 @@ def test_refit_and_seeds_combine_with_folds(fold_runs, tiny_data, tmp_path):
     """--folds 2 --seeds 2 --refit: every seed is a repeated cross-validation (its own folds) whose
     model is one refit on all training clips for the folds' median best epoch."""
     from gtzan_tf.evaluation.metrics import clip_accuracy
-    from gtzan_tf.training.trainer import train
+    from gtzan_tf.training.experiment import train
 
     folded = load_run(fold_runs[0])
     cfg = folded.cfg.replace(train={"folds": 2, "seeds": 2, "epochs": 3, "refit": True})

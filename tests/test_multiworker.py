@@ -26,7 +26,7 @@ import pytest
 
 from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.training import multiworker, trainer
+from gtzan_tf.training import experiment, multiworker, trainer
 from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, make_callbacks
 from gtzan_tf.training.multiworker import check_tf_config, weights_digest, worker_index
 
@@ -250,7 +250,7 @@ def test_both_paths_build_one_callback_list(tmp_path):
 def test_model_fit_refuses_multiworker(tmp_path):
     cfg = Config().replace(train={"model": "cnn1d", "strategy": "multiworker"})
     with pytest.raises(UserError, match="keras-team/keras#20585"):
-        trainer.train(cfg, tmp_path / "data", tmp_path / "run")
+        experiment.train(cfg, tmp_path / "data", tmp_path / "run")
 
 
 def test_weights_digest_covers_every_weight():

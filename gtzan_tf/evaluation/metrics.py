@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 SUMMARY_METRICS = ("clip_accuracy", "clip_accuracy_vote", "segment_accuracy", "macro_f1")
 

@@ -28,6 +28,8 @@ from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
 from gtzan_tf.models.ensemble import ensemble_model
 from gtzan_tf.files import write_json
 from gtzan_tf.models.registry import build_for, run_inputs
+from gtzan_tf.training.callbacks import FreezeBackbone
+from gtzan_tf.training.trainer import compile_model, make_strategy, run_identity, train_one
 
 
 def cross_validation_config(cfg: Config) -> Config:
@@ -48,8 +50,6 @@ def source_genres(fs: FeatureSet) -> dict[str, str]:
 
 def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
     """Train the `cfg.train.folds` fold runs of one seed in `run_dir/fold-K` and score their ensemble."""
-    from gtzan_tf.training.trainer import run_identity, train_one
-
     k = cfg.train.folds
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -92,8 +92,6 @@ def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
 
 def train_refit(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
     """One model on all training clips for `cfg.train.epochs` epochs, keeping the last weights."""
-    from gtzan_tf.training.trainer import compile_model, make_strategy, run_identity
-
     t = cfg.train
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -107,8 +105,6 @@ def train_refit(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
     callbacks = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
                  keras.callbacks.BackupAndRestore(str(run_dir / "backup"))]
     if t.freeze_backbone_epochs:
-        from gtzan_tf.training.callbacks import FreezeBackbone
-
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
     model.fit(train_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.save_weights(run_dir / "best.weights.h5")

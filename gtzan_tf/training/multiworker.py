@@ -87,7 +87,7 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
                       workers: int = 1, verbose: int = 1) -> dict:
     """Train on every worker of TF_CONFIG's cluster; returns the chief's run summary (run.json).
 
-    Same signature and result as `trainer.train`; the other workers return their index and digest.
+    Same signature and result as `experiment.train`; the other workers return their index and digest.
     """
     validate(cfg)
     t = cfg.train

@@ -1,13 +1,11 @@
-"""Training: features -> tf.data -> a registry model -> callbacks -> best weights and exports.
+"""Training one model: features -> tf.data -> a registry model -> callbacks -> best weights.
 
 A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h5 and run.json
 (the summary); train.py then exports saved_model/ and serving/ (`gtzan_tf.export`).
-With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json reports mean and std.
-With `folds > 1` a run (or every seed run) is a cross-validated ensemble (`gtzan_tf.training.folds`).
+`training.experiment.train` runs the seeds and folds of one train.py call on top of this.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -17,7 +15,7 @@ import tensorflow as tf
 from gtzan_tf.config import Config
 from gtzan_tf.data.folds import Fold
 from gtzan_tf.data.pipeline import (
-    FeatureSet, count_segments, eval_clip_dataset, load_feature_set, segment_dataset, training_batches,
+    FeatureSet, count_segments, eval_clip_dataset, segment_dataset, training_batches,
 )
 from gtzan_tf.errors import UserError
 from gtzan_tf.files import claim_folder, owner_kind
@@ -91,41 +89,6 @@ def use_mixed_precision(cfg: Config) -> bool:
     if cfg.train.mixed_precision is not None:
         return cfg.train.mixed_precision
     return bool(tf.config.list_physical_devices("GPU"))
-
-
-def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-          workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
-    """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
-    validate(cfg)
-    if cfg.train.strategy == "multiworker":
-        raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
-                        "train with gtzan_tf.training.multiworker.train_multiworker, as train.py does")
-    if cfg.train.folds > 1:
-        from gtzan_tf.training.folds import cross_validation_config, train_folds
-
-        cfg = cross_validation_config(cfg)
-    run_dir = Path(run_dir)
-    check_run_folder(run_dir)
-    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
-    prepare_features(cfg, Path(data_dir), features_dir, workers, skip_bad)
-    fs = load_feature_set(features_dir)
-    if use_mixed_precision(cfg):
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    claim_run_folder(run_dir)
-    cfg.save(run_dir / "config.json")
-    train_seed = train_folds if cfg.train.folds > 1 else train_one
-    if cfg.train.seeds == 1:
-        summary = train_seed(cfg, fs, run_dir, verbose)
-    else:
-        runs = []
-        for k in range(cfg.train.seeds):
-            seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
-            seed_dir = run_dir / f"seed-{k}"
-            finished = seed_dir / "run.json"
-            runs.append(json.loads(finished.read_text()) if finished.is_file() else train_seed(seed_cfg, fs, seed_dir, verbose))
-        summary = summarize_runs(cfg, fs, runs)
-    write_json(run_dir / "run.json", summary)
-    return summary
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -229,18 +192,6 @@ def run_identity(cfg: Config, fs: FeatureSet) -> dict:
         "inputs": list(run_inputs(cfg)),
         "features_dir": str(fs.root.resolve()),
         "normalization": dict(zip(("mean", "std"), fs.normalization)),
-    }
-
-
-def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
-    keys = ("valid_clip_accuracy", "test_clip_accuracy")
-    return {
-        "model": cfg.train.model,
-        "genres": fs.genres,
-        "seeds": [r["seed"] for r in runs],
-        "runs": [f"seed-{k}" for k in range(len(runs))],
-        **{f"{k}_mean": float(np.mean([r[k] for r in runs])) for k in keys},
-        **{f"{k}_std": float(np.std([r[k] for r in runs], ddof=1)) for k in keys},
     }
 
 
