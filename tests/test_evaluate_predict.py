@@ -14,7 +14,7 @@ import tensorflow as tf
 from gtzan_tf.data.audio import load_audio
 from gtzan_tf.inference import Predictor, load_run
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 
 def test_evaluate_writes_metrics_and_plots(trained_run, tiny_data):
@@ -91,12 +91,16 @@ def copy_run(trained_run, dest):
 
 
 @pytest.mark.parametrize("name", ["best.weights.h5", "run.json"])
-def test_a_truncated_run_file_is_one_line_in_predict_and_evaluate(trained_run, tiny_data, tmp_path, name):
+def test_a_truncated_run_file_is_one_line_in_predict_and_evaluate(trained_run, tiny_data, tmp_path, name, capsys):
+    import evaluate
+    import predict
+
     run = copy_run(trained_run, tmp_path / "run")
     damaged = run / name
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     clip = str(tiny_data / "wav" / "jazz" / "jazz.00000.wav")
-    for result in (run_cli("predict.py", "--model", str(run), clip), run_cli("evaluate.py", "--run", str(run))):
+    for result in (run_main(predict.main, "--model", str(run), clip, capsys=capsys),
+                   run_main(evaluate.main, "--run", str(run), capsys=capsys)):
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and str(run) in lines[0] and "damaged or incomplete" in lines[0], lines

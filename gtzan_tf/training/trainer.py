@@ -16,10 +16,9 @@ import tensorflow as tf
 from gtzan_tf.config import Config
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset, training_batches
 from gtzan_tf.errors import UserError
-from gtzan_tf.files import claim_folder, owner_kind
+from gtzan_tf.files import claim_folder, owner_kind, write_json
 from gtzan_tf.models.registry import build_for, get_spec, model_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
-from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
 from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
 from gtzan_tf.training.resume import CallbackState, keep_history, resume_epoch
