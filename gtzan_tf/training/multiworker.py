@@ -84,7 +84,7 @@ def worker_index(tf_config: dict) -> int:
 
 
 def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-                      workers: int = 1, verbose: int = 1) -> dict:
+                      workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
     """Train on every worker of TF_CONFIG's cluster; returns the chief's run summary (run.json).
 
     Same signature and result as `experiment.train`; the other workers return their index and digest.
@@ -101,7 +101,7 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     collectives = Collectives(strategy)
-    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers)
+    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers, skip_bad)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     out_dir = run_dir if index == 0 else Path(tempfile.mkdtemp(prefix=f"gtzan-tf-worker{index}-"))
@@ -157,10 +157,10 @@ class Collectives:
 
 
 def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir: Path, features_dir: Path,
-                     workers: int) -> FeatureSet:
+                     workers: int, skip_bad: bool) -> FeatureSet:
     """The chief prepares missing features; the others wait for it, then read the same folder."""
     if index == 0:
-        prepare_features(cfg, data_dir, features_dir, workers)
+        prepare_features(cfg, data_dir, features_dir, workers, skip_bad)
     elif not _manifest_ready(features_dir, cfg):
         print(f"worker {index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
     collectives.barrier()

@@ -18,10 +18,9 @@ from gtzan_tf.data.pipeline import (
     FeatureSet, count_segments, eval_clip_dataset, segment_dataset, training_batches,
 )
 from gtzan_tf.errors import UserError
-from gtzan_tf.files import claim_folder, owner_kind
+from gtzan_tf.files import claim_folder, owner_kind, write_json
 from gtzan_tf.models.registry import build_for, get_spec, run_inputs
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
-from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
 from gtzan_tf.training.callbacks import BACKUP, MONITORS, check_finite_loss, make_callbacks
 from gtzan_tf.training.resume import keep_history, resume_epoch
