@@ -15,10 +15,14 @@ from typing import Any
 
 from gtzan_tf.errors import UserError
 from gtzan_tf.files import write_json
+from gtzan_tf.musicnn.params import PARAMS as MUSICNN  # a leaf module of constants (no imports)
 
 # Model input names, defined here only. The time-frequency segments (role SEGMENTS) are fed under
 # the name of their feature kind; each musicnn model's clip embedding under EMBEDDING_INPUTS[model].
-FEATURE_KINDS = ("logmel", "mfcc", "chroma")
+# Kind "musicnn": the segments are musicnn's own 3 s patches (16 kHz, log-compressed mel), fed raw
+# (not standardised), as the pretrained network expects them.
+FEATURE_KINDS = ("logmel", "mfcc", "chroma", "musicnn")
+RAW_KINDS = ("musicnn",)
 SEGMENTS = "segments"
 EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
 EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
@@ -50,12 +54,12 @@ class FeatureConfig:
     @property
     def n_bins(self) -> int:
         """Feature bins per frame for the selected kind."""
-        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "chroma": self.n_chroma}[self.kind]
+        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "chroma": self.n_chroma, "musicnn": MUSICNN.n_mels}[self.kind]
 
     @property
     def segment_shape(self) -> tuple[int, int]:
-        """(frames, bins) of one segment."""
-        return (self.segment_frames, self.n_bins)
+        """(frames, bins) of one segment (musicnn: its fixed 187 x 96 patch)."""
+        return MUSICNN.patch_shape if self.kind == "musicnn" else (self.segment_frames, self.n_bins)
 
     @property
     def segment_samples(self) -> int:
@@ -63,6 +67,8 @@ class FeatureConfig:
         return (self.segment_frames - 1) * self.hop_length
 
     def segment_seconds(self, sample_rate: int) -> float:
+        if self.kind == "musicnn":
+            return MUSICNN.patch_frames * MUSICNN.hop_length / MUSICNN.sample_rate
         return self.segment_frames * self.hop_length / sample_rate
 
 
@@ -118,6 +124,14 @@ class TrainConfig:
     init: str = "scratch"
     fusion: str = "reference"
     freeze_backbone_epochs: int = 0
+    finetune_lr_factor: float = 1.0  # learning rate x this once the backbone is unfrozen
+    # Small-data regularisation, active in training only; zeros reproduce the reference recipe.
+    time_masks: int = 0  # SpecAugment masks on the segment input, each up to the width below
+    time_mask_frames: int = 20
+    freq_masks: int = 0
+    freq_mask_bins: int = 12
+    mixup_alpha: float = 0.0  # mixup of segment batches (inputs and labels), Beta(alpha, alpha)
+    branch_dropout: float = 0.0  # two-branch models: drop the whole spectrogram branch of a sample
     early_stopping_patience: int = 20
     reduce_lr_patience: int = 8
     shuffle_buffer: int = 2048

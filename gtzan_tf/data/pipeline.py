@@ -43,8 +43,9 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
 
 def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_size: int, *,
                     shuffle: bool = True, seed: int = 0, shuffle_buffer: int = 2048,
-                    cache: bool = False) -> tf.data.Dataset:
-    """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`."""
+                    cache: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
+    """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`;
+    with `mixup_alpha` > 0, every batch mixed up (`mixup`)."""
     n_classes = len(fs.genres)
     clips = clip_dataset(fs, split, inputs, shuffle_files=shuffle, seed=seed)
     if cache:
@@ -58,7 +59,32 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
     segments = segments.apply(tf.data.experimental.assert_cardinality(fs.count(split)))
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = segments.batch(batch_size)
+    if mixup_alpha:
+        batches = batches.map(mixup(mixup_alpha, seed))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def mixup(alpha: float, seed: int = 0):
+    """A batch map (inputs, labels) -> each example mixed with another of the batch (Zhang et al.
+    2018): x = lam x_i + (1 - lam) x_j and likewise the labels, lam ~ Beta(alpha, alpha) per example,
+    every input of an example (segment and embeddings) with the same lam. It needs the labels, so it
+    lives in the training pipeline, not in the model (evaluation never sees it)."""
+
+    def mix(features, labels):
+        n = tf.shape(labels)[0]
+        a = tf.random.gamma([n], alpha, seed=seed)
+        b = tf.random.gamma([n], alpha, seed=seed + 1)
+        lam = a / (a + b)
+        partner = tf.random.shuffle(tf.range(n), seed=seed)
+
+        def blend(x):
+            weight = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+            return weight * x + (1 - weight) * tf.gather(x, partner)
+
+        return {name: blend(x) for name, x in features.items()}, blend(labels)
+
+    return mix
 
 
 def eval_clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...]) -> tf.data.Dataset:

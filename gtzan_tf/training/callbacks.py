@@ -25,14 +25,18 @@ class ClipAccuracy(keras.callbacks.Callback):
 
 
 class FreezeBackbone(keras.callbacks.Callback):
-    """Keeps the pretrained backbone frozen for the first `epochs` epochs, then fine-tunes it."""
+    """Keeps the pretrained backbone frozen for the first `epochs` epochs (the head learns first),
+    then fine-tunes the whole network with the learning rate multiplied by `lr_factor`."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, lr_factor: float = 1.0):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.lr_factor = epochs, lr_factor
 
     def on_epoch_begin(self, epoch, logs=None):
         frozen = epoch < self.epochs
         if self.model.get_layer("backbone").trainable == frozen:
             set_backbone_trainable(self.model, not frozen)
+            if not frozen and self.lr_factor != 1.0:
+                optimizer = self.model.optimizer
+                optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * self.lr_factor
             self.model.make_train_function(force=True)

@@ -43,8 +43,17 @@ def validate(cfg: Config) -> None:
         raise UserError(f"unknown strategy {t.strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if t.schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {t.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if t.freeze_backbone_epochs and not get_spec(t.model).has_backbone:
-        raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*), not {t.model}")
+    spec = get_spec(t.model)
+    if t.freeze_backbone_epochs and not spec.has_backbone:
+        raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*, musicnn*), not {t.model}")
+    if spec.feature_kind not in (None, cfg.features.kind):
+        raise UserError(f"model {t.model} reads {spec.feature_kind} segments: add --set features.kind={spec.feature_kind}")
+    if not 0 < t.finetune_lr_factor <= 1:
+        raise UserError(f"--finetune-lr-factor must be in (0, 1], got {t.finetune_lr_factor}")
+    if t.finetune_lr_factor != 1 and (not t.freeze_backbone_epochs or t.schedule != "constant"):
+        raise UserError("--finetune-lr-factor needs --freeze-backbone-epochs and the constant schedule")
+    if not 0 <= t.branch_dropout < 1 or t.mixup_alpha < 0 or min(t.time_masks, t.freq_masks) < 0:
+        raise UserError("branch dropout must be in [0, 1); mixup alpha and SpecAugment mask counts non-negative")
     if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1 or min(t.l1, t.l2, t.weight_decay) < 0:
         raise UserError("dropout and label smoothing must be in [0, 1); l1, l2 and weight decay non-negative")
 
@@ -130,7 +139,8 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     inputs = run_inputs(cfg)
     strategy = make_strategy(t.strategy)
     global_batch = t.batch_size * strategy.num_replicas_in_sync
-    train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer)
+    train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer,
+                               mixup_alpha=t.mixup_alpha)
     val_ds = segment_dataset(fs, "valid", inputs, t.eval_batch_size, shuffle=False)
     val_clips = eval_clip_dataset(fs, "valid", inputs)
     steps_per_epoch = int(np.ceil(fs.count("train") / global_batch))
@@ -157,7 +167,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
         callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
     if t.freeze_backbone_epochs:
-        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
+        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
     model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir)
