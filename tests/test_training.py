@@ -20,12 +20,13 @@ from conftest import ROOT, run_cli
 
 EXPECTED_MODELS = [
     "cnn1d", "cnn1d_q1", "mlp_msd", "mlp_mtt", "cnn2d", "cnn2d_msd", "vgg13", "vgg16", "vgg19",
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet34_msd",
+    "resnet18", "resnet34", "resnet50", "resnet101", "musicnn_msd", "musicnn_mtt", "musicnn_msd_fusion",
+    "resnet34_msd",
 ]
 FAST = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings="]
 
 
-def test_list_models_prints_the_fourteen_names():
+def test_list_models_prints_the_seventeen_names():
     result = run_cli("train.py", "--list-models")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == EXPECTED_MODELS == list(MODEL_NAMES)

@@ -16,7 +16,7 @@ from typing import Callable
 
 import keras
 
-from gtzan_tf.config import EMBEDDING_INPUTS, SEGMENTS, Config
+from gtzan_tf.config import EMBEDDING_INPUTS, SEGMENTS, Config, FeatureConfig
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.augment import SpecAugment
 from gtzan_tf.models.backbones import BACKBONE_NAME, backbone_features
@@ -122,16 +122,27 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def model_inputs(name: str, feature_kind: str = "logmel") -> tuple[str, ...]:
+def model_inputs(name: str, feature_kind: str | None = None) -> tuple[str, ...]:
     """Names of the inputs `name` reads, in order (the segment input is named after the feature
-    kind); the data pipeline and the serving model feed exactly these."""
-    return tuple(feature_kind if name_ == SEGMENTS else name_ for name_ in get_spec(name).inputs)
+    kind: the model's own, else `feature_kind`, else logmel); the data pipeline and the serving
+    model feed exactly these."""
+    kind = segment_kind(name, feature_kind)
+    return tuple(kind if name_ == SEGMENTS else name_ for name_ in get_spec(name).inputs)
+
+
+def segment_kind(name: str, feature_kind: str | None = None) -> str:
+    """The feature kind model `name` reads: `feature_kind` (default logmel), which must be the
+    model's own kind when it has one."""
+    own = get_spec(name).feature_kind
+    if own and feature_kind not in (None, own):
+        raise UserError(f"model {name} reads {own} segments: set features.kind={own}")
+    return own or feature_kind or "logmel"
 
 
 def build_model(
     name: str,
     *,
-    segment_shape: tuple[int, int] = (125, 96),
+    segment_shape: tuple[int, int] | None = None,
     n_classes: int = 8,
     embedding_dim: int = 753,
     dropout: float = 0.0,
@@ -139,7 +150,7 @@ def build_model(
     l2: float = 0.0,
     init: str = "scratch",
     fusion: str = "reference",
-    feature_kind: str = "logmel",
+    feature_kind: str | None = None,
     branch_dropout: float = 0.0,
     spec_augment: dict | None = None,
 ) -> keras.Model:
@@ -150,6 +161,7 @@ def build_model(
     model (musicnn models always start from the pretrained port).
     fusion: a `FUSIONS` key, read by the two-branch models only; branch_dropout likewise.
     spec_augment: SpecAugment arguments, applied to the segment input in training (None: off).
+    segment_shape: default the shape of the feature kind's default segment (logmel 125 x 96).
     """
     spec = get_spec(name)
     get_fusion(fusion)
@@ -159,12 +171,12 @@ def build_model(
     if init != "scratch" and not weights_file and spec.backbone in (None, MUSICNN):
         raise UserError(f"model {name} has no backbone to initialise from {init!r}: use 'scratch' or a .weights.h5 file")
 
-    if spec.feature_kind not in (None, feature_kind):
-        raise UserError(f"model {name} reads {spec.feature_kind} segments: set features.kind={spec.feature_kind}")
+    kind = segment_kind(name, feature_kind)
+    segment_shape = segment_shape or FeatureConfig(kind=kind).segment_shape
     settings = BuildSettings(l1=l1, l2=l2, dropout=dropout, init="scratch" if weights_file else init, fusion=fusion,
                              branch_dropout=branch_dropout)
     shapes = {SEGMENTS: tuple(segment_shape), MSD: (embedding_dim,), MTT: (embedding_dim,)}
-    names = dict(zip(spec.inputs, model_inputs(name, feature_kind)))
+    names = dict(zip(spec.inputs, model_inputs(name, kind)))
     inputs = {role: keras.Input(shapes[role], name=names[role]) for role in spec.inputs}
     features = dict(inputs)  # builders see roles
     if spec_augment and SEGMENTS in inputs:

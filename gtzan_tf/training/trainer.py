@@ -15,7 +15,7 @@ import tensorflow as tf
 from gtzan_tf.config import Config
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
-from gtzan_tf.models.registry import build_for, get_spec, run_inputs
+from gtzan_tf.models.registry import build_for, get_spec, run_inputs, segment_kind
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
@@ -46,8 +46,7 @@ def validate(cfg: Config) -> None:
     spec = get_spec(t.model)
     if t.freeze_backbone_epochs and not spec.has_backbone:
         raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*, musicnn*), not {t.model}")
-    if spec.feature_kind not in (None, cfg.features.kind):
-        raise UserError(f"model {t.model} reads {spec.feature_kind} segments: add --set features.kind={spec.feature_kind}")
+    segment_kind(t.model, cfg.features.kind)
     if not 0 < t.finetune_lr_factor <= 1:
         raise UserError(f"--finetune-lr-factor must be in (0, 1], got {t.finetune_lr_factor}")
     if t.finetune_lr_factor != 1 and (not t.freeze_backbone_epochs or t.schedule != "constant"):
