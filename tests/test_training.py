@@ -94,6 +94,10 @@ def test_a_seeded_run_repeats_exactly(tiny_features, tiny_data, tmp_path):
     [
         (["--model", "resnet35"], "unknown model 'resnet35'"),
         (["--model", "cnn1d", "--lr", "-0.1"], "--lr must be positive"),
+        (["--model", "musicnn_msd"], "features.kind=musicnn"),
+        (["--model", "musicnn_msd", "--set", "features.kind=musicnn", "--finetune-lr-factor", "0.1"],
+         "--finetune-lr-factor needs --freeze-backbone-epochs"),
+        (["--model", "cnn1d", "--mixup", "-1"], "mixup alpha"),
     ],
 )
 def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):

@@ -51,6 +51,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"--finetune-lr-factor must be in (0, 1], got {t.finetune_lr_factor}")
     if t.finetune_lr_factor != 1 and (not t.freeze_backbone_epochs or t.schedule != "constant"):
         raise UserError("--finetune-lr-factor needs --freeze-backbone-epochs and the constant schedule")
+    if t.strategy == "multiworker" and (t.mixup_alpha or t.finetune_lr_factor != 1):
+        raise UserError("--mixup and --finetune-lr-factor are not supported with --strategy multiworker")
     if not 0 <= t.branch_dropout < 1 or t.mixup_alpha < 0 or min(t.time_masks, t.freq_masks) < 0:
         raise UserError("branch dropout must be in [0, 1); mixup alpha and SpecAugment mask counts non-negative")
     if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1 or min(t.l1, t.l2, t.weight_decay) < 0:
