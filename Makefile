@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/musicnn.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/multiworker.py
 	$(BIN)/python benchmarks/predict.py
 
 lint-docker: setup

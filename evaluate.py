@@ -30,12 +30,15 @@ def main(argv=None):
     from gtzan_tf.evaluation.runs import comparison_row, evaluate_run
 
     if args.run:
-        metrics = evaluate_run(args.run, args.data, args.split)
-        print(format_metrics_table(metrics))
+        evaluation = evaluate_run(args.run, args.data, args.split)
+        print(format_metrics_table(evaluation.metrics), flush=True)  # shown even if writing the files fails
+        evaluation.write()
         print(f"\nwritten: {args.run / 'eval'}/{{metrics.json,predictions.csv,confusion_matrix.png,history.png}}")
     else:
-        rows = [comparison_row(run, evaluate_run(run, args.data, args.split)) for run in args.compare]
-        print(compare_table(rows))
+        evaluations = [(run, evaluate_run(run, args.data, args.split)) for run in args.compare]
+        print(compare_table([comparison_row(run, e.metrics) for run, e in evaluations]), flush=True)
+        for _, evaluation in evaluations:
+            evaluation.write()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(argv=None):
     files = audio_files(args.paths)
     if not files:
         raise UserError(f"no audio files found in {', '.join(map(str, args.paths))}")
-    predictor = Predictor(load_run(args.model))
+    predictor = Predictor(load_run(args.model))  # a damaged run is one error, before any file
     failed = 0
     for path in files:
         try:
@@ -51,6 +51,8 @@ def main(argv=None):
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
+        if result["silent"]:
+            print(f"warning: {path} is silent or nearly silent; its genre below is a guess", file=sys.stderr)
         top = dict(list(result["probabilities"].items())[: args.top_k])
         if args.json:
             result["top_k"] = top

@@ -27,6 +27,7 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, help="run folder to write")
     p.add_argument("--features", type=Path, help="prepared features folder (default OUT/../features-<config hash>)")
     p.add_argument("--workers", type=int, default=1, help="processes for preparing missing features")
+    p.add_argument("--skip-bad", action="store_true", help="prepare without unusable audio files (each named in a warning)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
@@ -73,10 +74,13 @@ def main(argv=None):
     cfg = cfg.with_overrides(args.set)
     chosen = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
     cfg = cfg.replace(train=chosen)
-    from gtzan_tf.training.trainer import train
+    if cfg.train.strategy == "multiworker":  # model.fit does not run under MultiWorkerMirroredStrategy
+        from gtzan_tf.training.multiworker import train_multiworker as train
+    else:
+        from gtzan_tf.training.trainer import train
 
     summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
-                  verbose=2 if args.quiet else 1)
+                  verbose=2 if args.quiet else 1, skip_bad=args.skip_bad)
     if summary.get("worker", 0) == 0:  # in a multi-worker run the chief alone writes the run folder
         from gtzan_tf.export import export_trained
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gtzan_tf.errors import UserError
 from gtzan_tf.files import write_json
-from gtzan_tf.musicnn.params import PARAMS as MUSICNN  # a leaf module of constants (no imports)
 
 # Model input names, defined here only. The time-frequency segments (role SEGMENTS) are fed under
 # the name of their feature kind; each musicnn model's clip embedding under EMBEDDING_INPUTS[model].
@@ -23,22 +25,98 @@ from gtzan_tf.musicnn.params import PARAMS as MUSICNN  # a leaf module of consta
 # (not standardised), as the pretrained network expects them.
 FEATURE_KINDS = ("logmel", "mfcc", "chroma", "musicnn")
 RAW_KINDS = ("musicnn",)
+
+
+@dataclass(frozen=True)
+class MusicnnParams:
+    """Signal processing and patching of the original musicnn 0.1.0 (configuration.py)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    patch_frames: int = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
+    embedding_size: int = 753  # 561 front-end + 3 x 64 mid-end channels, pooled over time
+    log_scale: float = 10000.0  # spectrogram = log10(log_scale * mel + 1)
+
+    @property
+    def patch_shape(self) -> tuple[int, int]:
+        """(frames, mels) of one network input."""
+        return (self.patch_frames, self.n_mels)
+
+
+MUSICNN = MusicnnParams()
 SEGMENTS = "segments"
 EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
 EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
 
 
+class Section:
+    """A config section: its fields are type-checked, then `check_ranges` runs (both at construction)."""
+
+    def __post_init__(self):
+        name = SECTION_NAMES[type(self)]
+        for f in dataclasses.fields(self):
+            _check_type(f"{name}.{f.name}", getattr(self, f.name), typing.get_type_hints(type(self))[f.name])
+        for key, ok, rule in self.check_ranges():
+            if not ok:
+                raise UserError(f"{name}.{key} must be {rule}, got {getattr(self, key)!r}")
+
+    def check_ranges(self) -> list[tuple[str, bool, str]]:
+        """(field, whether its value is allowed, the rule in words) for every constrained field."""
+        return []
+
+
+def _positive(value) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _fraction(value, closed: bool = True) -> bool:
+    return math.isfinite(value) and 0 <= value and (value <= 1 if closed else value < 1)
+
+
+def _at_least(value, low) -> bool:
+    return math.isfinite(value) and value >= low
+
+
+TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    """One clear line when `value` (from --set or a config.json) is not of the field's type."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return
+        if typing.get_origin(option) is tuple and isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+            return
+        if option is bool and isinstance(value, bool):
+            return
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if option is str and isinstance(value, str):
+            return
+    wanted = " or ".join("a list of names" if typing.get_origin(o) is tuple else TYPE_WORDS[o] for o in options)
+    raise UserError(f"{key} must be {wanted}, got {value!r}")
+
+
 @dataclass(frozen=True)
-class AudioConfig:
+class AudioConfig(Section):
     """Decoding: every clip becomes mono float32 at `sample_rate`."""
 
     sample_rate: int = 16000
     min_seconds: float = 1.0
     resample_type: str = "soxr_hq"
 
+    def check_ranges(self):
+        return [("sample_rate", 1000 <= self.sample_rate <= 192000, "in 1000..192000 Hz"),
+                ("min_seconds", _positive(self.min_seconds), "a finite number > 0")]
+
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Section):
     """Time-frequency features and their segmentation into fixed-length segments."""
 
     kind: str = "logmel"
@@ -71,9 +149,21 @@ class FeatureConfig:
             return MUSICNN.patch_frames * MUSICNN.hop_length / MUSICNN.sample_rate
         return self.segment_frames * self.hop_length / sample_rate
 
+    def check_ranges(self):
+        at_least_1 = "an integer >= 1"
+        return [("kind", self.kind in FEATURE_KINDS, f"one of {', '.join(FEATURE_KINDS)}"),
+                ("n_fft", self.n_fft >= 16, "an integer >= 16"),
+                ("hop_length", self.hop_length >= 1, at_least_1),
+                ("n_mels", 1 <= self.n_mels <= self.n_fft // 2 + 1, f"in 1..{self.n_fft // 2 + 1} (n_fft / 2 + 1)"),
+                ("n_mfcc", 1 <= self.n_mfcc <= self.n_mels, f"in 1..{self.n_mels} (n_mels)"),
+                ("n_chroma", self.n_chroma >= 1, at_least_1),
+                ("top_db", _positive(self.top_db), "a finite number > 0"),
+                ("segment_frames", self.segment_frames >= 1, at_least_1),
+                ("max_segments", self.max_segments is None or self.max_segments >= 1, "null or an integer >= 1")]
+
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Section):
     """Offline waveform augmentation (audiomentations), applied to `splits` only, never to test."""
 
     copies: int = 1
@@ -91,9 +181,19 @@ class AugmentConfig:
     gain_db: float = 6.0
     gain_p: float = 0.5
 
+    def check_ranges(self):
+        probability = "a probability in [0, 1]"
+        return [("copies", self.copies >= 0, "an integer >= 0"),
+                ("splits", "test" not in self.splits, "train and/or valid only: augmentation must never touch the test split"),
+                *((key, _fraction(getattr(self, key)), probability) for key in ("noise_p", "shift_p", "stretch_p", "pitch_p", "gain_p")),
+                *((key, _at_least(getattr(self, key), 0), "a finite number >= 0")
+                  for key in ("noise_std", "shift_max_samples", "pitch_semitones", "gain_db")),
+                ("stretch_min_rate", _positive(self.stretch_min_rate), "a finite number > 0"),
+                ("stretch_max_rate", _at_least(self.stretch_max_rate, self.stretch_min_rate), "a finite number >= stretch_min_rate")]
+
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Dataset index: validation hold-out and the clip embeddings stored with each record."""
 
     validation_per_genre: int = 5
@@ -101,9 +201,14 @@ class DataConfig:
     embeddings: tuple[str, ...] = EMBEDDING_MODELS
     clips_per_shard: int = 16
 
+    def check_ranges(self):
+        unknown = sorted(set(self.embeddings) - set(EMBEDDING_MODELS))
+        return [("embeddings", not unknown, f"a list from {', '.join(EMBEDDING_MODELS)}"),
+                ("clips_per_shard", self.clips_per_shard >= 1, "an integer >= 1")]
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """Optimisation settings (train.py flags map onto these fields)."""
 
     model: str = "resnet34_msd"
@@ -139,6 +244,27 @@ class TrainConfig:
     jit: bool = False
     strategy: str = "auto"
 
+    def check_ranges(self):
+        at_least_1, at_least_0 = "an integer >= 1", "an integer >= 0"
+        return [("epochs", self.epochs >= 1, at_least_1),
+                ("batch_size", self.batch_size >= 1, at_least_1),
+                ("eval_batch_size", self.eval_batch_size >= 1, at_least_1),
+                ("seeds", self.seeds >= 1, at_least_1),
+                ("learning_rate", _positive(self.learning_rate), "a finite number > 0"),
+                ("momentum", _fraction(self.momentum, closed=False), "in [0, 1)"),
+                ("dropout", _fraction(self.dropout, closed=False), "in [0, 1)"),
+                ("label_smoothing", _fraction(self.label_smoothing, closed=False), "in [0, 1)"),
+                *((key, _at_least(getattr(self, key), 0), "a finite number >= 0") for key in ("weight_decay", "l1", "l2")),
+                *((key, getattr(self, key) >= 0, at_least_0)
+                  for key in ("freeze_backbone_epochs", "early_stopping_patience", "reduce_lr_patience",
+                              "time_masks", "freq_masks")),
+                *((key, getattr(self, key) >= 1, at_least_1) for key in ("time_mask_frames", "freq_mask_bins")),
+                ("finetune_lr_factor", _positive(self.finetune_lr_factor) and self.finetune_lr_factor <= 1,
+                 "in (0, 1]"),
+                ("mixup_alpha", _at_least(self.mixup_alpha, 0), "a finite number >= 0"),
+                ("branch_dropout", _fraction(self.branch_dropout, closed=False), "in [0, 1)"),
+                ("shuffle_buffer", self.shuffle_buffer >= 1, at_least_1)]
+
 
 SECTIONS = {
     "audio": AudioConfig,
@@ -147,6 +273,7 @@ SECTIONS = {
     "data": DataConfig,
     "train": TrainConfig,
 }
+SECTION_NAMES = {cls: name for name, cls in SECTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -156,15 +283,6 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self):
-        if self.features.kind not in FEATURE_KINDS:
-            raise UserError(f"unknown feature kind {self.features.kind!r}: choose one of {', '.join(FEATURE_KINDS)}")
-        unknown = set(self.data.embeddings) - set(EMBEDDING_MODELS)
-        if unknown:
-            raise UserError(f"unknown embedding model(s) {sorted(unknown)}: choose from {', '.join(EMBEDDING_MODELS)}")
-        if "test" in self.augment.splits:
-            raise UserError("augmentation must never touch the test split: remove 'test' from augment.splits")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,7 +325,7 @@ class Config:
             section, name = key.split(".", 1)
             if section not in data or name not in data[section]:
                 raise UserError(f"unknown config key {key!r}")
-            data[section][name] = _parse_value(raw, data[section][name])
+            data[section][name] = _parse_value(key, raw, data[section][name])
         return Config.from_dict(data)
 
     def feature_fingerprint(self) -> str:
@@ -217,7 +335,7 @@ class Config:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _parse_value(raw: str, current: Any) -> Any:
+def _parse_value(key: str, raw: str, current: Any) -> Any:
     if isinstance(current, bool) or current is None and raw.lower() in ("true", "false"):
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(current, (tuple, list)):
@@ -227,4 +345,4 @@ def _parse_value(raw: str, current: Any) -> Any:
     try:
         return type(current)(raw) if current is not None else json.loads(raw)
     except ValueError as exc:
-        raise UserError(f"bad value {raw!r} for a {type(current).__name__} setting") from exc
+        raise UserError(f"bad value {raw!r} for {key}: expected {TYPE_WORDS[type(current)] if current is not None else 'a JSON value'}") from exc

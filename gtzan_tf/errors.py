@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 
 
 class UserError(Exception):
@@ -13,15 +14,31 @@ class BadAudioError(UserError):
     """An audio file that cannot be used (unreadable, empty, too short)."""
 
 
+def os_error_line(exc: OSError) -> str:
+    """`path: reason` for an OSError (read-only folder, disk full, not a directory, permission)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def cli(main):
-    """Wrap a command-line `main` so that a UserError prints one line and exits with code 2."""
+    """Wrap a command-line `main`: a UserError or OSError prints one line and exits with code 2,
+    and warnings print as one `warning: ...` line each."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        warnings.formatwarning = _one_line_warning
         try:
             return main(*args, **kwargs)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as exc:
+            print(f"error: {os_error_line(exc)}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -36,6 +36,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename in (None, str(tmp), tmp):  # name the file the user asked for, not its temporary
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -106,8 +110,14 @@ def claim_folder(folder: Path, kind: str, what: str) -> bool:
         if any(folder.iterdir()):
             made = f"a gtzan-tf {found} folder" if found else "not a folder gtzan-tf made"
             raise UserError(f"{folder} is not empty and is {made}; choose a new or empty folder for {what}")
+    existed = folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / OWNER_MARKER, {"project": PROJECT, "kind": kind})
+    try:
+        write_json(folder / OWNER_MARKER, {"project": PROJECT, "kind": kind})
+    except OSError:
+        if not existed:
+            folder.rmdir()
+        raise
     return False
 
 

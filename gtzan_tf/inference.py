@@ -13,6 +13,8 @@ from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, run_inputs
 
+SILENCE_RMS = 1e-4  # about -80 dBFS: below it a clip is silent or nearly so
+
 
 @dataclass(frozen=True)
 class TrainedRun:
@@ -47,7 +49,11 @@ class TrainedRun:
     def model(self) -> keras.Model:
         """The registry's architecture with the best weights (no download: init is scratch)."""
         model = build_for(self.cfg, len(self.genres), init="scratch")
-        model.load_weights(self.root / "best.weights.h5")
+        weights = self.root / "best.weights.h5"
+        try:
+            model.load_weights(weights)
+        except (OSError, ValueError):
+            raise UserError(f"{weights} is damaged or incomplete; train the run again") from None
         return model
 
 
@@ -56,10 +62,17 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     for name in ("config.json", "run.json"):
         if not (root / name).is_file():
             raise UserError(f"{root} is not a finished run folder (no {name}); train one with train.py --out {root}")
-    summary = json.loads((root / "run.json").read_text())
+    try:
+        summary = json.loads((root / "run.json").read_text())
+        cfg = Config.load(root / "config.json")
+    except ValueError:
+        raise UserError(f"{root}: run.json or config.json is damaged or incomplete; train the run again") from None
+    needed = {"genres", "runs"} if isinstance(summary, dict) and "runs" in summary else {"genres", "normalization"}
+    if not isinstance(summary, dict) or not needed <= summary.keys():
+        raise UserError(f"{root / 'run.json'} is damaged or incomplete; train the run again")
     if "runs" not in summary and not (root / "best.weights.h5").is_file():
         raise UserError(f"{root} has no best.weights.h5; the run did not finish an epoch")
-    return TrainedRun(root, Config.load(root / "config.json"), summary)
+    return TrainedRun(root, cfg, summary)
 
 
 class Predictor:
@@ -74,7 +87,11 @@ class Predictor:
         serving = run.root / "serving"
         if not (serving / "saved_model.pb").is_file():
             raise UserError(f"{run.root} has no serving/ export; write it with `python -m gtzan_tf.export {run.root}`")
-        self._serve = tf.saved_model.load(str(serving)).signatures["serving_default"]
+        try:
+            self._serve = tf.saved_model.load(str(serving)).signatures["serving_default"]
+        except Exception:  # TensorFlow reports a damaged SavedModel with many error types
+            raise UserError(f"{serving} is damaged or incomplete; export it again with "
+                            f"`python -m gtzan_tf.export {run.root}`") from None
 
     def serve(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """The serving model's outputs for a mono waveform at the run's sample rate."""
@@ -96,6 +113,9 @@ class Predictor:
         }
 
     def predict_file(self, path: str | Path) -> dict:
+        """The prediction for one file; `silent` flags audio too quiet for its genre to mean anything."""
         from gtzan_tf.data.audio import load_audio
 
-        return {"file": str(path), **self.predict_waveform(load_audio(path, self.cfg.audio))}
+        y = load_audio(path, self.cfg.audio)
+        silent = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < SILENCE_RMS
+        return {"file": str(path), **self.predict_waveform(y), "silent": silent}

@@ -35,6 +35,11 @@ def tiny_features(tiny_data, tmp_path_factory) -> Path:
     return out
 
 
+def clip_files(data: Path) -> dict[str, Path]:
+    """The audio files of a GTZAN-layout folder by clip identity (`genre/name`)."""
+    return {f"{path.parent.name}/{path.stem}": path for path in (data / "wav").rglob("*.wav")}
+
+
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command-line entry point of the project as a user would."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)

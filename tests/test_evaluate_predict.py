@@ -1,17 +1,21 @@
 """evaluate.py, predict.py and the self-contained serving SavedModel."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 import tensorflow as tf
 
 from gtzan_tf.data.audio import load_audio
 from gtzan_tf.inference import Predictor, load_run
 
-from conftest import run_cli
+from conftest import clip_files, run_cli
 
 
 def test_evaluate_writes_metrics_and_plots(trained_run, tiny_data):
@@ -68,7 +72,7 @@ def test_serving_model_gives_evaluates_probabilities_and_handles_short_clips(tra
     table = pd.read_csv(trained_run / "eval" / "predictions.csv").set_index("clip_id")
     serving = tf.saved_model.load(str(trained_run / "serving"))
     signature = serving.signatures["serving_default"]
-    files = {path.stem: path for path in (tiny_data / "wav").rglob("*.wav")}
+    files = clip_files(tiny_data)
     for clip_id in table.index[:3]:
         y = load_audio(files[clip_id], run.cfg.audio)
         out = signature(waveform=tf.constant(y))
@@ -82,3 +86,68 @@ def test_serving_model_gives_evaluates_probabilities_and_handles_short_clips(tra
     assert served["segment_probabilities"].shape == (1, len(run.genres))
     np.testing.assert_allclose(served["probabilities"], signature(waveform=tf.constant(repeated))["probabilities"].numpy(),
                                atol=1e-5)
+
+
+def copy_run(trained_run, dest):
+    """The files predict and evaluate read, copied (not the Keras SavedModel export)."""
+    dest.mkdir()
+    for name in ("config.json", "run.json", "best.weights.h5", "history.csv"):
+        shutil.copy(trained_run / name, dest / name)
+    shutil.copytree(trained_run / "serving", dest / "serving")
+    return dest
+
+
+def assert_one_line_naming(result, path):
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "damaged or incomplete" in lines[0], lines
+
+
+# predict.py reads run.json and serving/; evaluate.py reads run.json and best.weights.h5.
+@pytest.mark.parametrize("name, damages", [("best.weights.h5", ("evaluate",)), ("run.json", ("predict", "evaluate")),
+                                           ("serving/saved_model.pb", ("predict",))])
+def test_a_truncated_run_file_is_one_line_in_predict_and_evaluate(trained_run, tiny_data, tmp_path, name, damages):
+    run = copy_run(trained_run, tmp_path / "run")
+    damaged = run / name
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    clip = str(tiny_data / "wav" / "jazz" / "jazz.00000.wav")
+    results = {"predict": run_cli("predict.py", "--model", str(run), clip), "evaluate": run_cli("evaluate.py", "--run", str(run))}
+    for command, result in results.items():
+        if command in damages:
+            assert_one_line_naming(result, run)
+        else:
+            assert result.returncode == 0, result.stderr[-3000:]
+    if "evaluate" in damages:
+        assert not (run / "eval").exists()
+
+
+def test_evaluate_prints_its_metrics_before_a_write_fails(trained_run, tmp_path, monkeypatch, capsys):
+    """A read-only or full disk under eval/ (simulated at the fsync every write ends with) costs one line, not the metrics."""
+    import evaluate
+
+    run = copy_run(trained_run, tmp_path / "run")
+
+    def failing_fsync(fd):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--run", str(run)])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "clip accuracy (mean probabilities)" in captured.out and "confusion matrix" in captured.out
+    assert captured.err.strip().splitlines() == [f"error: {run / 'eval' / 'predictions.csv'}: {os.strerror(errno.EROFS)}"]
+    assert not [p for p in (run / "eval").iterdir()]
+
+
+def test_predict_warns_that_silent_audio_gets_a_guess(trained_run, tiny_data, tmp_path):
+    sf.write(tmp_path / "silence.wav", np.zeros(3 * 16000, np.float32), 16000)
+    sf.write(tmp_path / "hiss.wav", np.full(3 * 16000, 1e-6, np.float32), 16000)
+    music = tiny_data / "wav" / "jazz" / "jazz.00000.wav"
+    result = run_cli("predict.py", "--model", str(trained_run), str(tmp_path / "silence.wav"), str(tmp_path / "hiss.wav"),
+                     str(music))
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(line.startswith("warning: ") and "silent" in line for line in warnings)
+    assert "silence.wav" in warnings[0] and "hiss.wav" in warnings[1]
+    assert len(result.stdout.strip().splitlines()) == 3

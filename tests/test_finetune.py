@@ -114,7 +114,7 @@ def test_spec_augment_is_in_the_model_from_the_config_and_saves_with_it(tmp_path
 def test_mixup_mixes_inputs_and_labels_alike():
     labels = tf.one_hot(np.arange(16) % 4, 4)
     features = {"logmel": tf.reshape(labels, (16, 1, 4)) * 10.0, "msd_embedding": labels * 3.0}
-    mixed, mixed_labels = mixup(0.4, seed=3)(features, labels)
+    mixed, mixed_labels = mixup(0.4, seed=3)(tf.constant(0, tf.int64), (features, labels))
     np.testing.assert_allclose(mixed["logmel"][:, 0] / 10.0, mixed_labels, atol=1e-6)
     np.testing.assert_allclose(mixed["msd_embedding"] / 3.0, mixed_labels, atol=1e-6)
     np.testing.assert_allclose(tf.reduce_sum(mixed_labels, 1), 1.0, atol=1e-6)

@@ -20,7 +20,7 @@ from gtzan_tf.features.layers import Chroma, Mfcc, RepeatPad, Resample, Segments
 from gtzan_tf.inference import load_run
 from gtzan_tf.musicnn import MusicnnEmbedding, load_audio as musicnn_load_audio
 
-from conftest import SHARED, run_cli
+from conftest import SHARED, clip_files, run_cli
 
 REFS = SHARED / "musicnn-refs"
 
@@ -140,7 +140,7 @@ def test_serving_and_predict_equal_evaluate(run_fixture, request, tiny_data):
     cfg = Config.load(run / "config.json")
     genres = json.loads((run / "run.json").read_text())["genres"]
     assert list(table.columns) == ["genre", "predicted", *[f"p_{g}" for g in genres]]
-    files = {path.stem: path for path in (tiny_data / "wav").rglob("*.wav")}
+    files = clip_files(tiny_data)
     assert len(table) == 8 and set(table.index) <= set(files)
 
     serve = tf.saved_model.load(str(run / "serving")).signatures["serving_default"]
@@ -167,7 +167,7 @@ def test_shard_features_equal_the_frontend(run_22k, tiny_data):
     parse = clip_parser(features.segment_shape, features.embedding_dims)
     records = [parse(r) for r in tf.data.TFRecordDataset(features.files("test"))]
     assert records and cfg.audio.sample_rate == 22050
-    files = {path.stem: path for path in (tiny_data / "wav").rglob("*.wav")}
+    files = clip_files(tiny_data)
     for record in records:
         clip = frontend(load_audio(files[record["clip_id"].numpy().decode()], cfg.audio))
         np.testing.assert_allclose(record["features"].numpy(), clip[SEGMENTS].numpy(), atol=1e-5)

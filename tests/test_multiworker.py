@@ -1,7 +1,9 @@
-"""Multi-worker training: two real workers on 127.0.0.1 stay in sync and only the chief writes.
+"""Multi-worker training: real two-worker clusters on 127.0.0.1 split every global batch, stay in
+sync, match one process with the same global batch, resume after a killed worker, and only the
+chief writes.
 
-Plus the pieces that need no cluster: TF_CONFIG checks, worker order, and the early-stopping /
-learning-rate decisions compared with the Keras callbacks that the single-machine path uses.
+Plus the pieces that need no cluster: TF_CONFIG checks, worker order, refused settings and the
+callbacks both training paths share.
 """
 from __future__ import annotations
 
@@ -9,26 +11,36 @@ import csv
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
 
 from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.training import multiworker
-from gtzan_tf.training.multiworker import HISTORY_COLUMNS, check_tf_config, weights_digest, worker_role
+from gtzan_tf.training import multiworker, trainer
+from gtzan_tf.training.callbacks import BACKUP, ClipAccuracy, make_callbacks
+from gtzan_tf.training.multiworker import check_tf_config, weights_digest, worker_index
 
 from conftest import ROOT
 
 # The config the tiny features were prepared with (conftest.TINY), on the command line.
 TINY_FLAGS = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings="]
+EPOCHS, BATCH = 2, 8
+REPLICAS = re.compile(r"^worker (\d+): num_replicas_in_sync=(\d+)$", re.MULTILINE)
+READ = re.compile(r"^worker (\d+) read (\d+) training segments, clip ids sha256=([0-9a-f]{64})$", re.MULTILINE)
 DIGEST = re.compile(r"^worker (\d+) final weights sha256=([0-9a-f]{64})$", re.MULTILINE)
 CHIEF_UMASK, WORKER_UMASK = 0o022, 0o077
+# Two replicas of batch 8 against one of batch 16: the same sums in another order (float32).
+ONE_PROCESS_ATOL = 1e-5
 
 
 def free_ports(n: int) -> list[int]:
@@ -42,64 +54,153 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def test_two_workers_train_in_sync_and_only_the_chief_writes(tiny_data, tiny_features, tmp_path):
-    run = tmp_path / "runs" / "mw"
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+def start_workers(run: Path, tiny_data: Path, tiny_features: Path, workers: int, batch_size: int) -> list:
+    """`train.py --strategy multiworker` as `workers` local processes, each in its own process group.
+
+    Returns (process, stdout file, stderr file) per worker; the non-chief runs with umask 077, so
+    that any file it made under RUN lacks group/other read permission.
+    """
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
     cmd = [sys.executable, "train.py", "--strategy", "multiworker", "--model", "cnn1d", "--data", str(tiny_data),
-           "--out", str(run), "--features", str(tiny_features), "--epochs", "2", "--batch-size", "8", "--quiet",
-           *TINY_FLAGS]
-    procs = []
-    for index in range(2):
-        scratch = tmp_path / f"tmp{index}"
-        scratch.mkdir()
+           "--out", str(run), "--features", str(tiny_features), "--epochs", str(EPOCHS),
+           "--batch-size", str(batch_size), "--quiet", *TINY_FLAGS]
+    started = []
+    for index in range(workers):
+        logs = run.parent / f"{run.name}-worker{index}"
+        (logs / "tmp").mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",
             # Two processes on two cores: one compute thread each.
             "TF_NUM_INTRAOP_THREADS": "1",
             "TF_NUM_INTEROP_THREADS": "2",
             "OMP_NUM_THREADS": "1",
-            "TMPDIR": str(scratch),
+            "TMPDIR": str(logs / "tmp"),
         }
-        # Files made by the non-chief would lack group/other permission bits: checked below.
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, umask=CHIEF_UMASK if index == 0 else WORKER_UMASK))
-    outputs = []
+        out, err = logs / "stdout", logs / "stderr"
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
+                                       umask=CHIEF_UMASK if index == 0 else WORKER_UMASK)
+        started.append((process, out, err))
+    return started
+
+
+def stop(started: list) -> None:
+    for process, _, _ in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def run_workers(run: Path, tiny_data: Path, tiny_features: Path, workers: int, batch_size: int) -> list[str]:
+    """Start the workers, wait for all (bounded), return each one's stdout."""
+    started = start_workers(run, tiny_data, tiny_features, workers, batch_size)
     try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=300))
+        for index, (process, out, err) in enumerate(started):
+            assert process.wait(timeout=300) == 0, f"worker {index} failed:\n{out.read_text()}\n{err.read_text()[-4000:]}"
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for index, (proc, (out, err)) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, f"worker {index} failed:\n{out}\n{err[-4000:]}"
+        stop(started)
+    return [out.read_text() for _, out, _ in started]
 
-    digests = {}
-    for out, _ in outputs:
-        found = DIGEST.findall(out)
-        assert len(found) == 1, out
-        digests[int(found[0][0])] = found[0][1]
-    assert sorted(digests) == [0, 1]
-    assert digests[0] == digests[1], "the replicas ended with different weights"
 
+def reports(outputs: list[str]) -> dict:
+    """What each worker printed: replicas, (segments read, clip-id digest) and final weights digest."""
+    found = {"replicas": {}, "read": {}, "weights": {}}
+    for out in outputs:
+        found["replicas"].update({int(i): int(n) for i, n in REPLICAS.findall(out)})
+        found["read"].update({int(i): (int(n), digest) for i, n, digest in READ.findall(out)})
+        found["weights"].update({int(i): digest for i, digest in DIGEST.findall(out)})
+    return found
+
+
+def train_segments(tiny_features: Path) -> int:
+    return json.loads((tiny_features / "manifest.json").read_text())["splits"]["train"]["segments"]
+
+
+def weights(path: Path) -> dict:
+    arrays = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def two_workers(tiny_data, tiny_features, tmp_path_factory):
+    """An uninterrupted two-worker run: (run folder, each worker's stdout)."""
+    run = tmp_path_factory.mktemp("runs") / "two"
+    return run, run_workers(run, tiny_data, tiny_features, workers=2, batch_size=BATCH)
+
+
+def test_two_workers_split_every_global_batch_and_end_in_sync(two_workers, tiny_features):
+    _, outputs = two_workers
+    found = reports(outputs)
+    assert found["replicas"] == {0: 2, 1: 2}, "num_replicas_in_sync is not 2: the workers are not one cluster"
+    (read0, ids0), (read1, ids1) = found["read"][0], found["read"][1]
+    # 32 segments an epoch in global batches of 2 x 8: each worker reads half of every batch.
+    assert read0 == read1 == train_segments(tiny_features) * EPOCHS // 2
+    assert ids0 != ids1, "both workers trained on the same segments"
+    assert found["weights"][0] == found["weights"][1], "the replicas ended with different weights"
+
+
+def test_only_the_chief_writes_the_run_folder(two_workers):
+    run, _ = two_workers
     assert {p.name for p in run.iterdir()} >= {"config.json", "history.csv", "best.weights.h5", "run.json",
                                                "saved_model", "serving"}
-    assert not (run / multiworker.BACKUP).exists(), "the chief removes its backup after training"
+    assert not (run / BACKUP).exists(), "the chief's BackupAndRestore removes the backup after training"
     summary = json.loads((run / "run.json").read_text())
-    assert summary["epochs_run"] == 2 and summary["model"] == "cnn1d"
+    assert summary["epochs_run"] == EPOCHS and summary["model"] == "cnn1d"
     assert 0.0 <= summary["test_clip_accuracy"] <= 1.0
-    with open(run / "history.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == HISTORY_COLUMNS
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
-
-    # Nothing under RUN was made by the non-chief, and its checkpoint scratch folder is gone.
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
+    assert set(rows[0]) == {"epoch", "accuracy", "loss", "learning_rate", "val_accuracy", "val_loss", "val_clip_accuracy"}
     for path in [run, *run.rglob("*")]:
         assert path.stat().st_mode & stat.S_IRGRP, f"{path} was written by the non-chief worker"
-    assert not any((tmp_path / "tmp1").iterdir())
+    assert not any((run.parent / f"{run.name}-worker1" / "tmp").iterdir()), "the non-chief's scratch folder is left"
+
+
+def test_two_workers_equal_one_process_with_the_same_global_batch(two_workers, tiny_data, tiny_features, tmp_path):
+    run, _ = two_workers
+    alone = tmp_path / "runs" / "one"
+    found = reports(run_workers(alone, tiny_data, tiny_features, workers=1, batch_size=2 * BATCH))
+    assert found["replicas"] == {0: 1} and found["read"][0][0] == train_segments(tiny_features) * EPOCHS
+    for two, one in zip(history(run), history(alone), strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_clip_accuracy"):
+            assert float(two[key]) == pytest.approx(float(one[key]), abs=ONE_PROCESS_ATOL), (two["epoch"], key)
+    two, one = weights(run / "best.weights.h5"), weights(alone / "best.weights.h5")
+    assert two.keys() == one.keys()
+    for name in two:
+        np.testing.assert_allclose(two[name], one[name], rtol=0, atol=ONE_PROCESS_ATOL, err_msg=name)
+
+
+def test_a_killed_worker_resumes_to_the_uninterrupted_weights(two_workers, tiny_data, tiny_features, tmp_path):
+    run = tmp_path / "runs" / "killed"
+    started = start_workers(run, tiny_data, tiny_features, workers=2, batch_size=BATCH)
+    try:
+        chief, chief_out, chief_err = started[0]
+        deadline = time.monotonic() + 300
+        while "Epoch 2/" not in chief_out.read_text():  # printed once the chief has backed up epoch 1
+            assert chief.poll() is None and time.monotonic() < deadline, chief_err.read_text()[-4000:]
+            time.sleep(0.2)
+        os.killpg(started[1][0].pid, signal.SIGKILL)
+        assert chief.wait(timeout=120) == 2, "the chief does not stop when a worker is lost"
+        error = chief_err.read_text()
+        assert "error: worker 0: another worker of the cluster stopped" in error and "Traceback" not in error
+    finally:
+        stop(started)
+    assert (run / BACKUP).is_dir() and [int(r["epoch"]) for r in history(run)] == [0]
+
+    found = reports(run_workers(run, tiny_data, tiny_features, workers=2, batch_size=BATCH))
+    assert found["read"][0][0] == found["read"][1][0] == train_segments(tiny_features) // 2, "not resumed at epoch 2"
+    assert found["weights"][0] == found["weights"][1] == reports(two_workers[1])["weights"][0]
+    assert [int(r["epoch"]) for r in history(run)] == list(range(EPOCHS))
+    assert not (run / BACKUP).exists()
 
 
 def test_tf_config_errors_are_one_clear_line(monkeypatch):
@@ -118,13 +219,13 @@ def test_tf_config_errors_are_one_clear_line(monkeypatch):
 
 
 def test_worker_order_puts_the_chief_first():
-    assert worker_role({}).is_chief
+    assert worker_index({}) == 0
     workers_only = {"cluster": {"worker": ["a:1", "b:2"]}}
-    assert worker_role({**workers_only, "task": {"type": "worker", "index": 0}}).is_chief
-    assert worker_role({**workers_only, "task": {"type": "worker", "index": 1}}).index == 1
+    assert worker_index({**workers_only, "task": {"type": "worker", "index": 0}}) == 0
+    assert worker_index({**workers_only, "task": {"type": "worker", "index": 1}}) == 1
     with_chief = {"cluster": {"chief": ["c:0"], "worker": ["a:1", "b:2"]}}
-    assert worker_role({**with_chief, "task": {"type": "chief", "index": 0}}).is_chief
-    assert worker_role({**with_chief, "task": {"type": "worker", "index": 0}}).index == 1
+    assert worker_index({**with_chief, "task": {"type": "chief", "index": 0}}) == 0
+    assert worker_index({**with_chief, "task": {"type": "worker", "index": 0}}) == 1
 
 
 def test_unsupported_settings_fail_before_any_work(tmp_path):
@@ -135,38 +236,21 @@ def test_unsupported_settings_fail_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_epoch_end_decisions_match_the_keras_callbacks():
-    """Early stopping on val_clip_accuracy and ReduceLROnPlateau on val_loss, epoch by epoch."""
-    cfg = Config().replace(train={"learning_rate": 1e-3, "early_stopping_patience": 4, "reduce_lr_patience": 2})
-    clip_accuracy = [0.1, 0.3, 0.3, 0.2, 0.35, 0.3, 0.3, 0.3, 0.34, 0.2, 0.1]
-    val_loss = [2.0, 1.9, 1.95, 1.89995, 1.97, 1.8, 1.81, 1.82, 1.7999, 1.9, 2.0]
+def test_both_paths_build_one_callback_list(tmp_path):
+    """train_one (model.fit) and the multi-worker loop take their callbacks from make_callbacks."""
+    kinds = [type(c).__name__ for c in make_callbacks(Config(), tmp_path, val_clips=object())]
+    assert kinds == ["ClipAccuracy", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
+                     "CSVLogger", "BackupAndRestore"]
+    scheduled = make_callbacks(Config().replace(train={"schedule": "cosine"}), tmp_path, val_clips=None)
+    assert not any(isinstance(c, (ClipAccuracy, keras.callbacks.ReduceLROnPlateau)) for c in scheduled)
+    for module in (trainer, multiworker):
+        assert module.make_callbacks is make_callbacks
 
-    reference = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    reference.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    stopping = keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max",
-                                             patience=cfg.train.early_stopping_patience)
-    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=cfg.train.reduce_lr_patience)
-    for callback in (stopping, plateau):
-        callback.set_model(reference)
-        callback.on_train_begin()
 
-    optimizer = keras.optimizers.Adam(1e-3)
-    state = multiworker._State()
-    best_so_far, stopped_at = -np.inf, None
-    for epoch, (clip, loss) in enumerate(zip(clip_accuracy, val_loss)):
-        stopping.on_epoch_end(epoch, {"val_clip_accuracy": clip})
-        plateau.on_epoch_end(epoch, {"val_loss": loss})
-        logs = {"val_clip_accuracy": clip, "val_loss": loss, "learning_rate": float(optimizer.learning_rate)}
-        improved, stop = multiworker._end_of_epoch(cfg, state, optimizer, logs, epoch)
-        assert improved == (clip > best_so_far), epoch  # ModelCheckpoint(save_best_only=True, mode="max")
-        best_so_far = max(best_so_far, clip)
-        assert float(optimizer.learning_rate) == pytest.approx(float(reference.optimizer.learning_rate)), epoch
-        assert stop == reference.stop_training, epoch
-        if stop:
-            stopped_at = epoch
-            break
-    assert stopped_at == 8
-    assert float(optimizer.learning_rate) < 1e-3
+def test_model_fit_refuses_multiworker(tmp_path):
+    cfg = Config().replace(train={"model": "cnn1d", "strategy": "multiworker"})
+    with pytest.raises(UserError, match="keras-team/keras#20585"):
+        trainer.train(cfg, tmp_path / "data", tmp_path / "run")
 
 
 def test_weights_digest_covers_every_weight():

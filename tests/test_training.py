@@ -56,48 +56,119 @@ def test_saved_model_outputs_equal_the_keras_model(trained_run, msd_features):
     np.testing.assert_allclose(layer(features), expected, atol=1e-5)
 
 
-def test_interrupted_run_resumes_from_its_last_epoch(tiny_features, tiny_data, tmp_path):
+SEEDED = ["--model", "cnn1d", "--epochs", "4", "--batch-size", "8", "--seed", "3", "--dropout", "0.3", "--quiet", *FAST]
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def train_cli(tiny_data, tiny_features, run, *extra):
+    return run_cli("train.py", "--data", str(tiny_data), "--features", str(tiny_features), "--out", str(run), *extra)
+
+
+@pytest.fixture(scope="module")
+def seeded_run(tiny_features, tiny_data, tmp_path_factory):
+    """An uninterrupted seeded 4-epoch cnn1d run."""
+    run = tmp_path_factory.mktemp("seeded") / "run"
+    result = train_cli(tiny_data, tiny_features, run, *SEEDED)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+def run_files(run):
+    return {name: (run / name).read_bytes() for name in ("history.csv", "best.weights.h5", "run.json")}
+
+
+def test_a_seeded_run_repeats_exactly(seeded_run, tiny_features, tiny_data, tmp_path):
+    result = train_cli(tiny_data, tiny_features, tmp_path / "again", *SEEDED)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_files(tmp_path / "again") == run_files(seeded_run)
+
+
+def test_a_run_killed_in_epoch_2_resumes_to_the_uninterrupted_run(seeded_run, tiny_features, tiny_data, tmp_path):
     run = tmp_path / "run"
-    cmd = ["train.py", "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
-           "--out", str(run), "--epochs", "6", "--batch-size", "8", "--quiet", *FAST]
+    cmd = ["train.py", "--data", str(tiny_data), "--features", str(tiny_features), "--out", str(run), *SEEDED]
     proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = run / "history.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    time.sleep(0.5)  # let BackupAndRestore finish writing the epoch's backup
+    history, deadline = run / "history.csv", time.time() + 300
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 2):
+        time.sleep(0.01)  # epoch 1 is logged: epoch 2 (or epoch 1's backup) is under way
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(pd.read_csv(history))
-    assert 2 <= done_before < 6, "the run was not interrupted part-way"
+    assert 1 <= len(history.read_text().splitlines()) - 1 < 4 and not (run / "run.json").exists()
     result = run_cli(*cmd)
     assert result.returncode == 0, result.stderr[-3000:]
-    resumed_epochs = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if line.startswith("Epoch ")]
-    assert resumed_epochs and int(resumed_epochs[0].split()[1].split("/")[0]) > done_before - 1
-    final = pd.read_csv(history).drop_duplicates("epoch", keep="last")
-    assert list(final["epoch"]) == list(range(6))
+    assert run_files(run) == run_files(seeded_run)
 
 
+def test_training_again_into_a_finished_run_is_refused(seeded_run, tiny_features, tiny_data):
+    before = snapshot(seeded_run)
+    result = train_cli(tiny_data, tiny_features, seeded_run, *SEEDED)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {seeded_run} holds a finished run; choose a new --out, or delete it to train it again"]
+    assert snapshot(seeded_run) == before
 
-def test_a_seeded_run_repeats_exactly(tiny_features, tiny_data, tmp_path):
-    runs = [tmp_path / "a", tmp_path / "b"]
-    for run in runs:
-        result = run_cli("train.py", "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
-                         "--out", str(run), "--epochs", "3", "--batch-size", "8", "--seed", "3", "--quiet", *FAST)
-        assert result.returncode == 0, result.stderr[-3000:]
-    histories = [pd.read_csv(run / "history.csv") for run in runs]
-    pd.testing.assert_frame_equal(*histories)
-    assert (runs[0] / "best.weights.h5").read_bytes() == (runs[1] / "best.weights.h5").read_bytes()
+
+def test_callback_state_survives_a_restart_of_the_callbacks(tmp_path):
+    """ModelCheckpoint's best, EarlyStopping's and ReduceLROnPlateau's counters and dropout's seed come back."""
+    import keras
+
+    from gtzan_tf.training.resume import CallbackState
+
+    def fresh():
+        return [keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), monitor="val_clip_accuracy", mode="max"),
+                keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=5),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=3)]
+
+    def model():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5, seed=1)])
+
+    before, trained = fresh(), model()
+    for cb in before:
+        cb.on_train_begin()
+    before[0].best, before[1].best, before[1].wait, before[1].best_epoch = 0.8125, 0.8125, 1, 1
+    before[2].best, before[2].wait = 0.7, 2
+    trained(np.ones((8, 4)), training=True)  # advances the dropout seed
+    state = CallbackState(tmp_path, before, 0)
+    state.set_model(trained)
+    state.on_epoch_end(2)
+    after, restored = fresh(), model()
+    state = CallbackState(tmp_path, after, 3)
+    state.set_model(restored)
+    for cb in [*after, state]:
+        cb.on_train_begin()
+    assert (after[0].best, after[1].best, after[1].wait, after[1].best_epoch) == (0.8125, 0.8125, 1, 1)
+    assert (after[2].best, after[2].wait) == (0.7, 2)
+    np.testing.assert_array_equal(restored(np.ones((8, 4)), training=True), trained(np.ones((8, 4)), training=True))
+
+
+def test_a_damaged_backup_gives_one_line_naming_what_to_delete(tiny_features, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    (run / ".gtzan-tf.json").write_text('{"project": "gtzan-tf", "kind": "run"}')
+    (run / "backup" / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    before = snapshot(run)
+    result = train_cli(tiny_data, tiny_features, run, *SEEDED)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: the backup {run / 'backup' / 'latest.weights.h5'} is damaged; delete {run / 'backup'} to train this run from the start"]
+    assert snapshot(run) == before
+
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--model", "resnet35"], "unknown model 'resnet35'"),
-        (["--model", "cnn1d", "--lr", "-0.1"], "--lr must be positive"),
+        (["--model", "cnn1d", "--lr", "-0.1"], "train.learning_rate must be a finite number > 0, got -0.1"),
+        (["--model", "cnn1d", "--lr", "nan"], "train.learning_rate must be a finite number > 0, got nan"),
+        (["--model", "cnn1d", "--set", "train.epochs=abc"], "bad value 'abc' for train.epochs: expected an integer"),
         (["--model", "musicnn_msd"], "features.kind=musicnn"),
         (["--model", "musicnn_msd", "--set", "features.kind=musicnn", "--finetune-lr-factor", "0.1"],
          "--finetune-lr-factor needs --freeze-backbone-epochs"),
-        (["--model", "cnn1d", "--mixup", "-1"], "mixup alpha"),
+        (["--model", "cnn1d", "--mixup", "-1"], "train.mixup_alpha must be a finite number >= 0, got -1.0"),
     ],
 )
 def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):

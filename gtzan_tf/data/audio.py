@@ -14,7 +14,8 @@ SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".au", ".ogg")
 
 
 def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
-    """Check a file's header without decoding it; returns its duration in seconds."""
+    """Check a file's header (and the samples of a floating-point file, the only kind that can hold NaN)
+    without decoding the rest; returns its duration in seconds."""
     path = Path(path)
     if not path.is_file():
         raise BadAudioError(f"{path}: file not found")
@@ -23,9 +24,11 @@ def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile reports every unreadable format the same way
-        raise BadAudioError(f"{path}: cannot decode audio ({_reason(exc)}); re-download or convert it") from None
+        raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     seconds = info.frames / info.samplerate if info.samplerate else 0.0
     _check_duration(path, seconds, cfg)
+    if info.subtype in ("FLOAT", "DOUBLE") and not np.all(np.isfinite(sf.read(str(path), dtype="float32")[0])):
+        raise BadAudioError(f"{path}: audio contains NaN or infinite samples")
     return seconds
 
 
@@ -38,7 +41,7 @@ def load_audio(path: str | Path, cfg: AudioConfig) -> np.ndarray:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise BadAudioError(f"{path}: cannot decode audio ({_reason(exc)}); re-download or convert it") from None
+        raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     return to_mono_resampled(data, rate, cfg, source=path)
 
 
@@ -65,5 +68,11 @@ def _check_duration(path: Path, seconds: float, cfg: AudioConfig) -> None:
         raise BadAudioError(f"{path}: clip is {seconds:.2f} s long, at least {cfg.min_seconds:g} s is needed")
 
 
-def _reason(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+def decode_failure(exc: Exception) -> str:
+    """Why a decoder failed, in words: libsndfile's 'does not exist ... (possibly a pipe?)' for a damaged
+    mp3 and audioread's empty NoBackendError both mean the file is not audio the decoders can read."""
+    text = str(exc).strip()
+    if not text or "possibly a pipe" in text or type(exc).__name__ in ("NoBackendError", "EOFError"):
+        return "not a readable audio file, or a damaged one"
+    line = text.splitlines()[-1]
+    return line.split("': ", 1)[1] if line.startswith("Error opening '") and "': " in line else line

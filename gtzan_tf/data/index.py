@@ -3,6 +3,10 @@
 Layout: `DIR/wav/<genre>/<genre>.000NN.wav` and `DIR/split/{train,test}.txt`, one
 `genre/genre.000NN.wav` line per clip, relative to `DIR/wav/`. A folder without `split/` uses the
 lists shipped in the package (`gtzan8`: the 8-genre split of the reference recipe).
+
+A clip's identity is its normalised path relative to `wav/` without the extension
+(`jazz/jazz.00001`): `jazz/./jazz.00001.wav` and `jazz/jazz.00001.au` are the same clip, and
+`track0.wav` in two genres are two clips.
 """
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ def load_index(data_dir: str | Path, cfg: DataConfig, split_lists: str = "auto",
     """Read and validate the layout; every problem is one clear UserError (or a skip with --skip-bad)."""
     root = Path(data_dir)
     wav_dir = root / "wav"
+    if root.is_file():
+        raise UserError(f"--data {root} is a file; pass the dataset folder (the one holding wav/)")
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {root}`")
     if not wav_dir.is_dir():
@@ -62,18 +68,21 @@ def load_index(data_dir: str | Path, cfg: DataConfig, split_lists: str = "auto",
     lists = _read_split_lists(root, split_lists)
     problems: list[tuple[str, str]] = []
     entries: list[tuple[str, str, Path, str]] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # clip id -> where it is listed first
     for split, (source, lines) in lists.items():
         for number, line in lines:
             where = f"{source} line {number}"
             try:
-                entries.append((*_resolve_entry(wav_dir, line, folder_genres, where), split))
+                clip_id, genre, path = _resolve_entry(wav_dir, line, folder_genres, where)
             except UserError as exc:
                 problems.append((line, str(exc)))
                 continue
-            if line in seen:
-                problems.append((line, f"{line} is listed twice ({where}); a clip may be in one split only"))
-            seen.add(line)
+            if clip_id in seen:
+                problems.append((line, f"clip {clip_id} is listed twice, {seen[clip_id]} and {where} ({line!r}); "
+                                       "a clip may be listed once, in one split only"))
+                continue
+            seen[clip_id] = where
+            entries.append((clip_id, genre, path, split))
     if problems and not skip_bad:
         raise UserError(problems[0][1] + " (pass --skip-bad to continue without it)")
     for entry, reason in problems:
@@ -81,6 +90,11 @@ def load_index(data_dir: str | Path, cfg: DataConfig, split_lists: str = "auto",
     genres = tuple(sorted({genre for _, genre, _, _ in entries}))
     if not genres:
         raise UserError(f"no usable clips listed for {root}")
+    trained = {genre for _, genre, _, split in entries if split != "test"}
+    if not any(split == "train" for *_, split in entries):
+        raise UserError(f"{lists['train'][0]} lists no usable clips; training needs at least one per genre")
+    for genre in sorted(set(genres) - trained):
+        warnings.warn(f"genre {genre!r} is listed only in {lists['test'][0]}: the model never trains on it", stacklevel=2)
     clips = [Clip(clip_id, genre, path, split) for clip_id, genre, path, split in entries]
     if "valid" not in lists:
         clips = _hold_out_validation(clips, cfg)
@@ -96,7 +110,7 @@ def _read_split_lists(root: Path, split_lists: str) -> dict[str, tuple[str, list
         missing = [n for n in names.values() if not (split_dir / n).is_file()]
         if missing:
             raise UserError(f"{split_dir} lacks {', '.join(missing)}: expected train.txt and test.txt")
-        texts = {split: (str(split_dir / name), (split_dir / name).read_text()) for split, name in names.items()}
+        texts = {split: (str(split_dir / name), _read_text(split_dir / name)) for split, name in names.items()}
     else:
         key = "gtzan8" if split_lists == "auto" else split_lists
         if key not in SHIPPED_SPLITS:
@@ -111,8 +125,20 @@ def _read_split_lists(root: Path, split_lists: str) -> dict[str, tuple[str, list
     }
 
 
+def _read_text(path: Path) -> str:
+    """A split list as text: UTF-8, with or without a byte-order mark; anything else is one clear line."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(f"{path} is UTF-16 text; save it as UTF-8 (one genre/file line per clip)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path} line {line} is not UTF-8 text; save the list as UTF-8") from None
+
+
 def _resolve_entry(wav_dir: Path, line: str, folder_genres: list[str], where: str) -> tuple[str, str, Path]:
-    """Validate one split entry `genre/genre.000NN.ext`; returns (clip_id, genre, path)."""
+    """Validate one split entry `genre/genre.000NN.ext`; returns (clip identity, genre, path)."""
     relative = Path(line)
     if relative.is_absolute() or ".." in relative.parts or len(relative.parts) != 2:
         raise UserError(f"{line!r} ({where}) is not a path inside wav/: expected genre/genre.000NN.wav")
@@ -128,7 +154,7 @@ def _resolve_entry(wav_dir: Path, line: str, folder_genres: list[str], where: st
         if not alternatives:
             raise UserError(f"missing file {path} ({where}); restore it or remove the line")
         path = alternatives[0]
-    return Path(filename).stem, genre, path
+    return f"{genre}/{Path(filename).stem}", genre, path
 
 
 def _hold_out_validation(clips: list[Clip], cfg: DataConfig) -> list[Clip]:

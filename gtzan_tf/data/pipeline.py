@@ -9,6 +9,10 @@ from gtzan_tf.data.records import clip_parser
 from gtzan_tf.features.frontend import classifier_inputs
 from gtzan_tf.features.layers import Standardize
 
+# Epoch e of a run seeded s shuffles with seed s * EPOCH_SEED_STRIDE + e: no two (s, e) pairs share one.
+EPOCH_SEED_STRIDE = 1_000_003
+EPOCH_GRAPH_SEED = 1
+
 
 def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, originals_only: bool = False,
                  shuffle_files: bool = False, seed: int = 0) -> tf.data.Dataset:
@@ -43,9 +47,10 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
 
 def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_size: int, *,
                     shuffle: bool = True, seed: int = 0, shuffle_buffer: int = 2048,
-                    cache: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
+                    cache: bool = False, clip_ids: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
     """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`;
-    with `mixup_alpha` > 0, every batch mixed up (`mixup`)."""
+    (inputs, one-hot label, clip id) with `clip_ids`; with `mixup_alpha` > 0 (and no clip ids),
+    every batch mixed up (`mixup`)."""
     n_classes = len(fs.genres)
     clips = clip_dataset(fs, split, inputs, shuffle_files=shuffle, seed=seed)
     if cache:
@@ -53,30 +58,34 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
 
     def with_segment_labels(features, label, clip_id):
         n = tf.shape(next(iter(features.values())))[0]
-        return features, tf.tile(tf.one_hot(label, n_classes)[tf.newaxis], [n, 1])
+        labels = tf.tile(tf.one_hot(label, n_classes)[tf.newaxis], [n, 1])
+        return (features, labels, tf.fill([n], clip_id)) if clip_ids else (features, labels)
 
     segments = clips.map(with_segment_labels, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     segments = segments.apply(tf.data.experimental.assert_cardinality(fs.count(split)))
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     batches = segments.batch(batch_size)
-    if mixup_alpha:
-        batches = batches.map(mixup(mixup_alpha, seed))
+    if mixup_alpha and not clip_ids:
+        batches = batches.enumerate().map(mixup(mixup_alpha, seed))
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def mixup(alpha: float, seed: int = 0):
-    """A batch map (inputs, labels) -> each example mixed with another of the batch (Zhang et al.
-    2018): x = lam x_i + (1 - lam) x_j and likewise the labels, lam ~ Beta(alpha, alpha) per example,
-    every input of an example (segment and embeddings) with the same lam. It needs the labels, so it
-    lives in the training pipeline, not in the model (evaluation never sees it)."""
+def mixup(alpha: float, seed):
+    """A map over enumerated batches (index, (inputs, labels)) -> each example mixed with another of
+    its batch (Zhang et al. 2018): x = lam x_i + (1 - lam) x_j and likewise the labels, lam ~
+    Beta(alpha, alpha) per example, every input of an example (segment and embeddings) with the same
+    lam; random numbers from (seed, index) alone. It needs the labels, so it lives in the training
+    pipeline, not in the model (evaluation never sees it)."""
 
-    def mix(features, labels):
+    def mix(index, batch):
+        features, labels = batch
+        key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+        seeds = tf.random.experimental.stateless_split(key, 3)
         n = tf.shape(labels)[0]
-        a = tf.random.gamma([n], alpha, seed=seed)
-        b = tf.random.gamma([n], alpha, seed=seed + 1)
+        a, b = (tf.random.stateless_gamma([n], seeds[i], alpha) for i in (0, 1))
         lam = a / (a + b)
-        partner = tf.random.shuffle(tf.range(n), seed=seed)
+        partner = tf.argsort(tf.random.stateless_uniform([n], seeds[2]))
 
         def blend(x):
             weight = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
@@ -85,6 +94,26 @@ def mixup(alpha: float, seed: int = 0):
         return {name: blend(x) for name, x in features.items()}, blend(labels)
 
     return mix
+
+
+def training_batches(fs: FeatureSet, inputs: tuple[str, ...], batch_size: int, *, seed: int, epochs: range,
+                     shuffle_buffer: int = 2048, mixup_alpha: float = 0.0) -> tf.data.Dataset:
+    """The shuffled (and with `mixup_alpha`, mixed-up) training batches of `epochs`, one epoch after
+    the other, for `model.fit(steps_per_epoch=...)`.
+
+    Every epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch k sees the
+    batches the uninterrupted run saw from epoch k on.
+    """
+
+    def one_epoch(epoch):
+        # The shuffles get the tensor seed (seed, epoch). TensorFlow pairs an op seed with the graph seed and
+        # cannot take a tensor op seed beside a graph seed of 0 (`keras.utils.set_random_seed(0)`), so this
+        # function's own graph gets a fixed graph seed: the order depends on (seed, epoch) alone.
+        tf.random.set_seed(EPOCH_GRAPH_SEED)
+        return segment_dataset(fs, "train", inputs, batch_size, seed=seed * EPOCH_SEED_STRIDE + epoch,
+                               shuffle_buffer=shuffle_buffer, mixup_alpha=mixup_alpha)
+
+    return tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...]) -> tf.data.Dataset:

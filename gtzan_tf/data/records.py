@@ -1,6 +1,6 @@
 """The TFRecord format: one `tf.train.Example` per clip version, holding all its segments.
 
-Keys: clip_id (e.g. `jazz.00012` or `jazz.00012.aug1`), source_id (the original clip), genre,
+Keys: clip_id (e.g. `jazz/jazz.00012` or `jazz/jazz.00012.aug1`), source_id (the original clip), genre,
 label, n_segments, features (float32 bytes, n_segments x frames x bins) and one float list per
 clip embedding (`msd_embedding`, `mtt_embedding`): the embedding slot of the format.
 """

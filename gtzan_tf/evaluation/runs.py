@@ -1,21 +1,43 @@
 """Evaluate finished runs: clip-level metrics, plots, and a comparison table over runs."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gtzan_tf.data.pipeline import eval_clip_dataset, load_feature_set
 from gtzan_tf.evaluation.metrics import (
-    SUMMARY_METRICS, aggregate_clips, evaluate_predictions, predict_clips, summarize_seeds,
+    SUMMARY_METRICS, ClipPredictions, aggregate_clips, evaluate_predictions, predict_clips, summarize_seeds,
 )
 from gtzan_tf.evaluation.plots import plot_confusion_matrix, plot_history
+from gtzan_tf.files import atomic_path, write_json
 from gtzan_tf.inference import TrainedRun, load_run
 from gtzan_tf.prepare import ensure_prepared
-from gtzan_tf.files import write_json
 
 
-def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
-    """Metrics of one seeded run on `split`, its per-clip predictions.csv, and its confusion-matrix
-    and learning-curve PNGs."""
+@dataclass
+class Evaluation:
+    """The metrics of a run and the files that record them (written by `write`, after they are shown)."""
+
+    metrics: dict
+    # (eval folder, metrics, genres, confusion matrix, title, history.csv, clip predictions or None)
+    # per folder to write
+    outputs: list[tuple[Path, dict, list, list, str, Path, ClipPredictions | None]] = field(default_factory=list)
+
+    def write(self) -> None:
+        """RUN_DIR/eval/{metrics.json,predictions.csv,confusion_matrix.png,history.png} (and each seed's)."""
+        for out, metrics, genres, matrix, title, history, clips in self.outputs:
+            out.mkdir(parents=True, exist_ok=True)
+            if clips is not None:
+                write_predictions(clips, genres, out / "predictions.csv")
+            plot_confusion_matrix(matrix, genres, out / "confusion_matrix.png", title=title)
+            if history.is_file():
+                plot_history(history, out / "history.png")
+            write_json(out / "metrics.json", metrics)
+
+
+def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> Evaluation:
+    """Metrics of one seeded run on `split`, with its per-clip predictions.csv and its confusion-matrix
+    and learning-curve PNGs to write."""
     features_dir = Path(run.summary["features_dir"])
     if data_dir is not None:
         ensure_prepared(data_dir, features_dir, run.cfg)
@@ -23,34 +45,29 @@ def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> dict:
     probs, labels, clip_ids = predict_clips(run.model, eval_clip_dataset(fs, split, run.inputs))
     metrics = evaluate_predictions(probs, labels, clip_ids, run.genres)
     metrics.update(model=run.cfg.train.model, split=split, seed=run.cfg.train.seed)
-    out = run.root / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    write_predictions(aggregate_clips(probs, clip_ids, labels), run.genres, out / "predictions.csv")
-    plot_confusion_matrix(metrics["confusion_matrix"], run.genres, out / "confusion_matrix.png",
-                          title=f"{run.cfg.train.model} · {split} · clip level")
-    if (run.root / "history.csv").is_file():
-        plot_history(run.root / "history.csv", out / "history.png")
-    write_json(out / "metrics.json", metrics)
-    return metrics
+    title = f"{run.cfg.train.model} · {split} · clip level"
+    clips = aggregate_clips(probs, clip_ids, labels)
+    return Evaluation(metrics, [(run.root / "eval", metrics, run.genres, metrics["confusion_matrix"], title,
+                                 run.root / "history.csv", clips)])
 
 
-def evaluate_run(run_dir: str | Path, data_dir: Path | None = None, split: str = "test") -> dict:
+def evaluate_run(run_dir: str | Path, data_dir: Path | None = None, split: str = "test") -> Evaluation:
     """Evaluate a run; a multi-seed run reports the mean and std over its seeds."""
     run = load_run(run_dir)
     per_seed = [evaluate_single(seed_run, data_dir, split) for seed_run in run.seed_runs]
     if len(per_seed) == 1:
         return per_seed[0]
-    metrics = {**per_seed[0], **summarize_seeds(per_seed), "seeds": [m["seed"] for m in per_seed]}
+    seed_metrics = [e.metrics for e in per_seed]
+    metrics = {**seed_metrics[0], **summarize_seeds(seed_metrics), "seeds": [m["seed"] for m in seed_metrics]}
     metrics.pop("seed")
-    out = run.root / "eval"
-    plot_confusion_matrix(sum_matrices(per_seed), run.genres, out / "confusion_matrix.png",
-                          title=f"{run.cfg.train.model} · {split} · {len(per_seed)} seeds summed")
-    plot_history(run.seed_runs[0].root / "history.csv", out / "history.png")
-    write_json(out / "metrics.json", metrics)
-    return metrics
+    title = f"{run.cfg.train.model} · {split} · {len(per_seed)} seeds summed"
+    outputs = [output for e in per_seed for output in e.outputs]
+    outputs.append((run.root / "eval", metrics, run.genres, sum_matrices(seed_metrics), title,
+                    run.seed_runs[0].root / "history.csv", None))
+    return Evaluation(metrics, outputs)
 
 
-def write_predictions(clips, genres: list[str], path: Path) -> None:
+def write_predictions(clips: ClipPredictions, genres: list[str], path: Path) -> None:
     """One row per clip: clip_id, true genre, predicted genre, one probability column per genre."""
     import pandas as pd
 
@@ -60,7 +77,8 @@ def write_predictions(clips, genres: list[str], path: Path) -> None:
         "predicted": [genres[i] for i in clips.predictions],
         **{f"p_{genre}": clips.mean_probs[:, k] for k, genre in enumerate(genres)},
     })
-    frame.to_csv(path, index=False, float_format="%.8g")
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.8g")
 
 
 def sum_matrices(per_seed: list[dict]) -> list[list[int]]:

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import UserError, cli
 from gtzan_tf.files import atomic_path
-from gtzan_tf.musicnn.extractor import MusicnnExtractor
-from gtzan_tf.musicnn.model import MODEL_NAMES
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -26,6 +25,8 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from gtzan_tf.musicnn.model import MODEL_NAMES
+
     parser = argparse.ArgumentParser(prog="python -m gtzan_tf.musicnn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files (any format librosa reads)")
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
+    import_tensorflow_quietly()
+    from gtzan_tf.musicnn.extractor import MusicnnExtractor
+
     args = parse_args(argv)
     targets: dict[Path, Path] = {}
     for path in args.files:

@@ -14,6 +14,7 @@ import librosa
 import numpy as np
 import tensorflow as tf
 
+from gtzan_tf.data.audio import decode_failure
 from gtzan_tf.errors import BadAudioError
 from gtzan_tf.features.layers import MelSpectrogram, MusicnnLogCompression, RepeatPad, Segments
 from gtzan_tf.musicnn.params import PARAMS
@@ -28,7 +29,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     try:
         y, _ = librosa.load(path, sr=PARAMS.sample_rate, mono=True)
     except Exception as exc:  # soundfile and audioread raise many types for unreadable files
-        raise BadAudioError(f"{path}: cannot decode audio ({exc.__class__.__name__}) {exc}".rstrip()) from None
+        raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     if y.size == 0:
         raise BadAudioError(f"{path}: no audio samples")
     return y

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import warnings
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -14,12 +16,15 @@ from tqdm import tqdm
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import DatasetIndex, load_index
-from gtzan_tf.data.manifest import read_manifest, write_manifest
+from gtzan_tf.data.manifest import MANIFEST, read_manifest, write_manifest
 from gtzan_tf.errors import BadAudioError, UserError
-from gtzan_tf.files import remove_temporaries, write_json
+from gtzan_tf.files import claim_folder, clear_owned, remove_temporaries, write_json
 from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.prepare.plan import ShardTask, plan_shards
 from gtzan_tf.prepare.worker import build_shard, init_worker, shard_is_done
+
+PREPARE_FILES = ("config.json", "plan.json", MANIFEST)
+SHARD_FILE = re.compile(r"(train|valid|test)-\d{5}\.(tfrecord|json)")
 
 
 def prepare(
@@ -44,21 +49,34 @@ def prepare(
     index = load_index(data_dir, cfg.data, split_lists=split_lists, skip_bad=skip_bad)
     _check_audio_headers(index, cfg, skip_bad)
     out = Path(out_dir)
-    _claim_output_folder(out, cfg, overwrite)
-    tasks = plan_shards(index, cfg)
-    plan = {"shards": [t.name for t in tasks], "genres": list(index.genres),
-            "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
-    write_json(out / "plan.json", plan, indent=1)
-    mine = [t for t in tasks if t.number % num_shards == shard_index] if num_shards > 1 else tasks
-    done = {t.name for t in tasks if shard_is_done(out, t)}  # each shard is hashed once per run
-    todo = [t for t in mine if t.name not in done]
-    if todo:
-        _run_tasks(todo, cfg, out, workers, skip_bad, progress)
-    elif progress:
-        print(f"{out}: all {len(mine)} shards already prepared", file=sys.stderr)
-    done.update(t.name for t in todo)
-    others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
-    return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
+    existed = out.exists()
+    fresh = not existed or out.is_dir() and not any(out.iterdir())
+    claimed = False
+    try:
+        _claim_output_folder(out, cfg, overwrite)
+        claimed = True
+        tasks = plan_shards(index, cfg)
+        plan = {"shards": [t.name for t in tasks], "genres": list(index.genres),
+                "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
+        write_json(out / "plan.json", plan, indent=1)
+        mine = [t for t in tasks if t.number % num_shards == shard_index] if num_shards > 1 else tasks
+        done = {t.name for t in tasks if shard_is_done(out, t)}  # each shard is hashed once per run
+        todo = [t for t in mine if t.name not in done]
+        if todo:
+            _run_tasks(todo, cfg, out, workers, skip_bad, progress)
+        elif progress:
+            print(f"{out}: all {len(mine)} shards already prepared", file=sys.stderr)
+        done.update(t.name for t in todo)
+        others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
+        return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
+    except (UserError, OSError):
+        if fresh and out.is_dir():  # a refused first run leaves the folder as it was; a resumed one keeps its finished shards
+            shutil.rmtree(out, ignore_errors=True)
+            if existed:
+                out.mkdir()
+        elif claimed:
+            remove_temporaries(out)
+        raise
 
 
 def _check_audio_headers(index: DatasetIndex, cfg: Config, skip_bad: bool) -> None:
@@ -73,16 +91,21 @@ def _check_audio_headers(index: DatasetIndex, cfg: Config, skip_bad: bool) -> No
                 raise UserError(f"{exc} (pass --skip-bad to continue without it)") from None
 
 
+def is_prepare_output(path: Path) -> bool:
+    """Whether `path` in a features folder is a file prepare writes (what --overwrite may delete)."""
+    return path.is_file() and (path.name in PREPARE_FILES or SHARD_FILE.fullmatch(path.name) is not None)
+
+
 def _claim_output_folder(out: Path, cfg: Config, overwrite: bool) -> None:
+    """Use `out` if it is new, empty or a features folder prepare made; with another config, only --overwrite
+    clears it, and then only of the files prepare wrote."""
     config_path = out / "config.json"
-    if config_path.is_file():
+    if claim_folder(out, "features", "--out") and config_path.is_file():
         previous = Config.load(config_path)
         if previous.feature_fingerprint() != cfg.feature_fingerprint() or previous.data.clips_per_shard != cfg.data.clips_per_shard:
             if not overwrite:
                 raise UserError(f"{out} holds features made with another config; use a new --out or pass --overwrite")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)
+            clear_owned(out, is_prepare_output)
     if not config_path.is_file():
         cfg.save(config_path)
 
@@ -134,6 +157,8 @@ def merge(out_dir: str | Path) -> dict:
         split["shards"].append({k: info[k] for k in ("file", "sha256", "clips", "segments")})
         total, total_sq, count = total + info["sum"], total_sq + info["sum_sq"], count + info["count"]
         skipped += info["skipped"]
+        for entry in info["skipped"]:
+            warnings.warn(f"skipped {entry['reason']}", stacklevel=2)
     if not count:
         raise UserError(f"{out}: no training segments were prepared")
     mean = total / count

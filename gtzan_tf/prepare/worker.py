@@ -5,6 +5,7 @@ valid sidecar is redone, so an interrupted run can be rerun.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -90,9 +91,9 @@ def featurise_versions(versions: list[Version], cfg: Config) -> tuple[list[np.nd
 
 def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -> dict:
     """Prepare one shard and write it atomically; returns its sidecar."""
+    import_tensorflow_quietly()
     from gtzan_tf.data.records import serialize_clip
 
-    import_tensorflow_quietly()
     cfg = Config.from_dict(cfg_dict)
     out = Path(out_dir)
     versions, skipped = decode_versions(task, cfg, skip_bad)
@@ -130,6 +131,9 @@ def write_tfrecord(path: Path, records: list[bytes]) -> None:
     import tensorflow as tf
 
     with atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for record in records:
-                writer.write(record)
+        try:
+            with tf.io.TFRecordWriter(str(tmp)) as writer:
+                for record in records:
+                    writer.write(record)
+        except tf.errors.OpError as exc:  # disk full or read-only, in TensorFlow's words
+            raise OSError(errno.EIO, exc.message, str(path)) from None

@@ -1,12 +1,63 @@
-"""Keras callbacks: clip-level validation accuracy and staged fine-tuning."""
+"""Keras callbacks: the end-of-epoch policy and run-folder writers both training paths use,
+clip-level validation accuracy and staged fine-tuning."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from gtzan_tf.config import Config
+from gtzan_tf.errors import UserError
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
 from gtzan_tf.models.registry import set_backbone_trainable
+from gtzan_tf.training.resume import CallbackState
+
+# Learning-rate reduction on a val_loss plateau (constant schedule only).
+REDUCE_LR_FACTOR = 0.5
+REDUCE_LR_MIN_DELTA = 1e-4
+BACKUP = "backup"
+
+
+def make_callbacks(cfg: Config, run_dir: Path, val_clips: tf.data.Dataset | None,
+                   first_epoch: int = 0) -> list[keras.callbacks.Callback]:
+    """The callbacks of a training run writing into `run_dir`, in the order they must run.
+
+    Best weights (best.weights.h5) and early stopping on val_clip_accuracy, learning-rate reduction
+    on val_loss, TensorBoard logs, history.csv, a stop on a NaN loss, and the resumable backup:
+    BackupAndRestore (model, optimizer, epoch) with CallbackState (the other callbacks' state,
+    restored when the run resumes at `first_epoch` > 0). With `val_clips`, ClipAccuracy first adds
+    val_clip_accuracy to the epoch logs; without, the caller's logs already carry it.
+    """
+    t = cfg.train
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
+            save_best_only=True, save_weights_only=True,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
+        callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
+    if val_clips is not None:
+        callbacks.insert(0, ClipAccuracy(val_clips))
+    if t.freeze_backbone_epochs:
+        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
+    backup = run_dir / BACKUP
+    return callbacks + [CallbackState(backup, callbacks, first_epoch),
+                        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
+
+
+def check_finite_loss(losses, run_dir: Path, first_epoch: int) -> None:
+    """One clear error when TerminateOnNaN stopped the run (its last loss is NaN or infinite)."""
+    if not np.all(np.isfinite(losses)):
+        raise UserError(f"training diverged in {run_dir}: the loss became NaN or infinite at epoch "
+                        f"{first_epoch + len(losses)}; lower the learning rate (--lr)")
 
 
 class ClipAccuracy(keras.callbacks.Callback):

@@ -6,6 +6,7 @@ With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json repor
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import keras
@@ -13,30 +14,25 @@ import numpy as np
 import tensorflow as tf
 
 from gtzan_tf.config import Config
-from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
+from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset, training_batches
 from gtzan_tf.errors import UserError
+from gtzan_tf.files import claim_folder, owner_kind
 from gtzan_tf.models.registry import build_for, get_spec, run_inputs, segment_kind
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
-from gtzan_tf.training.callbacks import ClipAccuracy, FreezeBackbone
+from gtzan_tf.training.callbacks import BACKUP, check_finite_loss, make_callbacks
+from gtzan_tf.training.resume import keep_history, resume_epoch
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
-# Learning-rate reduction on a val_loss plateau (constant schedule only); the multi-worker loop applies the same.
-REDUCE_LR_FACTOR = 0.5
-REDUCE_LR_MIN_DELTA = 1e-4
 
 
 def validate(cfg: Config) -> None:
-    """One clear line for every bad training setting, before any work is done."""
+    """One clear line for a model or option name the registry does not know (Config checks every range)."""
     t = cfg.train
     get_spec(t.model)
-    if t.learning_rate <= 0:
-        raise UserError(f"--lr must be positive, got {t.learning_rate}")
-    if t.epochs < 1 or t.batch_size < 1 or t.seeds < 1:
-        raise UserError("--epochs, --batch-size and --seeds must be at least 1")
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {t.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.strategy not in STRATEGIES:
@@ -47,16 +43,10 @@ def validate(cfg: Config) -> None:
     if t.freeze_backbone_epochs and not spec.has_backbone:
         raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*, musicnn*), not {t.model}")
     segment_kind(t.model, cfg.features.kind)
-    if not 0 < t.finetune_lr_factor <= 1:
-        raise UserError(f"--finetune-lr-factor must be in (0, 1], got {t.finetune_lr_factor}")
     if t.finetune_lr_factor != 1 and (not t.freeze_backbone_epochs or t.schedule != "constant"):
         raise UserError("--finetune-lr-factor needs --freeze-backbone-epochs and the constant schedule")
     if t.strategy == "multiworker" and (t.mixup_alpha or t.finetune_lr_factor != 1):
         raise UserError("--mixup and --finetune-lr-factor are not supported with --strategy multiworker")
-    if not 0 <= t.branch_dropout < 1 or t.mixup_alpha < 0 or min(t.time_masks, t.freq_masks) < 0:
-        raise UserError("branch dropout must be in [0, 1); mixup alpha and SpecAugment mask counts non-negative")
-    if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1 or min(t.l1, t.l2, t.weight_decay) < 0:
-        raise UserError("dropout and label smoothing must be in [0, 1); l1, l2 and weight decay non-negative")
 
 
 def default_features_dir(run_dir: Path, cfg: Config) -> Path:
@@ -65,7 +55,10 @@ def default_features_dir(run_dir: Path, cfg: Config) -> Path:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """MirroredStrategy over several local GPUs (or when asked), else the default strategy."""
+    """MultiWorkerMirroredStrategy from TF_CONFIG when asked; MirroredStrategy over several local GPUs
+    (or when asked); else the default strategy."""
+    if name == "multiworker":  # before anything else touches the TensorFlow runtime, as TensorFlow requires
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
@@ -97,20 +90,20 @@ def use_mixed_precision(cfg: Config) -> bool:
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-          workers: int = 1, verbose: int = 1) -> dict:
+          workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
     """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
     validate(cfg)
     if cfg.train.strategy == "multiworker":
-        from gtzan_tf.training.multiworker import train_multiworker
-
-        return train_multiworker(cfg, data_dir, run_dir, features_dir, workers, verbose)
+        raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
+                        "train with gtzan_tf.training.multiworker.train_multiworker, as train.py does")
     run_dir = Path(run_dir)
+    check_run_folder(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
-    prepare_features(cfg, Path(data_dir), features_dir, workers)
+    prepare_features(cfg, Path(data_dir), features_dir, workers, skip_bad)
     fs = load_feature_set(features_dir)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_folder(run_dir)
     cfg.save(run_dir / "config.json")
     if cfg.train.seeds == 1:
         summary = train_one(cfg, fs, run_dir, verbose)
@@ -118,30 +111,52 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         runs = []
         for k in range(cfg.train.seeds):
             seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
-            runs.append(train_one(seed_cfg, fs, run_dir / f"seed-{k}", verbose))
+            seed_dir = run_dir / f"seed-{k}"
+            finished = seed_dir / "run.json"
+            runs.append(json.loads(finished.read_text()) if finished.is_file() else train_one(seed_cfg, fs, seed_dir, verbose))
         summary = summarize_runs(cfg, fs, runs)
     write_json(run_dir / "run.json", summary)
     return summary
 
 
-def prepare_features(cfg: Config, data_dir: Path, features_dir: Path, workers: int) -> None:
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse, before any work, an --out that is a file, someone else's folder, or a finished run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a folder; choose a folder for --out")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if owner_kind(run_dir) != "run":
+        raise UserError(f"{run_dir} is not empty and is not a train.py run folder; choose a new or empty folder for --out")
+    if (run_dir / "run.json").is_file():
+        raise UserError(f"{run_dir} holds a finished run; choose a new --out, or delete it to train it again")
+    resume_epoch(run_dir / "backup")
+
+
+def claim_run_folder(run_dir: Path) -> None:
+    check_run_folder(run_dir)
+    claim_folder(run_dir, "run", "--out")
+
+
+def prepare_features(cfg: Config, data_dir: Path, features_dir: Path, workers: int, skip_bad: bool = False) -> None:
     """Prepare what `features_dir` lacks from `data_dir` (a missing data folder is fine once it is complete)."""
     if not data_dir.is_dir() and not (features_dir / MANIFEST).is_file():
         raise UserError(f"data folder {data_dir} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {data_dir}`")
-    ensure_prepared(data_dir, features_dir, cfg, workers=workers)
+    ensure_prepared(data_dir, features_dir, cfg, workers=workers, skip_bad=skip_bad)
 
 
 def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
     """One seeded training run in `run_dir`; resumes from its backup if one is there."""
     t = cfg.train
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_folder(run_dir)
     cfg.save(run_dir / "config.json")
+    first_epoch = resume_epoch(run_dir / BACKUP)
+    keep_history(run_dir / "history.csv", first_epoch)
     keras.utils.set_random_seed(t.seed)
     inputs = run_inputs(cfg)
     strategy = make_strategy(t.strategy)
     global_batch = t.batch_size * strategy.num_replicas_in_sync
-    train_ds = segment_dataset(fs, "train", inputs, global_batch, seed=t.seed, shuffle_buffer=t.shuffle_buffer,
-                               mixup_alpha=t.mixup_alpha)
+    train_ds = training_batches(fs, inputs, global_batch, seed=t.seed, epochs=range(first_epoch, t.epochs),
+                                shuffle_buffer=t.shuffle_buffer, mixup_alpha=t.mixup_alpha)
     val_ds = segment_dataset(fs, "valid", inputs, t.eval_batch_size, shuffle=False)
     val_clips = eval_clip_dataset(fs, "valid", inputs)
     steps_per_epoch = int(np.ceil(fs.count("train") / global_batch))
@@ -153,23 +168,10 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
             metrics=["accuracy"],
             jit_compile=t.jit,
         )
-    callbacks = [
-        ClipAccuracy(val_clips),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True,
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-    ]
-    if t.schedule == "constant":  # a schedule owns the learning rate; plateau reduction only without one
-        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
-    if t.freeze_backbone_epochs:
-        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
-    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    callbacks = make_callbacks(cfg, run_dir, val_clips, first_epoch)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, initial_epoch=first_epoch,
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    check_finite_loss(history.history.get("loss", []), run_dir, first_epoch)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir)
 
