@@ -25,6 +25,9 @@ from gtzan_tf.files import write_json
 # (not standardised), as the pretrained network expects them.
 FEATURE_KINDS = ("logmel", "mfcc", "chroma", "musicnn")
 RAW_KINDS = ("musicnn",)
+SEGMENTS = "segments"
+EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
+EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,6 @@ class MusicnnParams:
 
 
 MUSICNN = MusicnnParams()
-SEGMENTS = "segments"
-EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
-EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
 
 
 class Section:

@@ -23,7 +23,7 @@ from gtzan_tf.models.registry import build_for
 from gtzan_tf.musicnn.model import DEAD_FILTER_TOLERANCE
 from gtzan_tf.training.callbacks import FreezeBackbone
 
-from conftest import run_cli
+from conftest import clip_files, run_cli
 
 if importlib.util.find_spec("musicnn") is None:
     pytest.skip("musicnn package not installed (pip install --no-deps musicnn==0.1.0)", allow_module_level=True)
@@ -177,7 +177,7 @@ def test_finetuned_musicnn_serves_what_evaluate_scores(musicnn_run, tiny_data):
     assert run_cli("evaluate.py", "--run", str(musicnn_run)).returncode == 0
     table = pd.read_csv(musicnn_run / "eval" / "predictions.csv").set_index("clip_id")
     serve = tf.saved_model.load(str(musicnn_run / "serving")).signatures["serving_default"]
-    files = {path.stem: path for path in (tiny_data / "wav").rglob("*.wav")}
+    files = clip_files(tiny_data)
     for clip_id in table.index[:3]:
         out = serve(waveform=tf.constant(load_audio(files[clip_id], run.cfg.audio)))
         expected = table.loc[clip_id, [f"p_{g}" for g in run.genres]].to_numpy(np.float64)
