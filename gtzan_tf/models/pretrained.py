@@ -24,7 +24,7 @@ def musicnn_backbone(model_name: str) -> keras.Model:
 def freeze_batch_norm(model: keras.Model) -> None:
     """Batch norm layers non-trainable, so they normalise with the pretrained statistics (Keras runs
     a non-trainable BatchNormalization in inference mode) and keep their scale and shift."""
-    for layer in model._flatten_layers():
+    for layer in model.layers:  # the port is flat: no nested models
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
 
