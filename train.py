@@ -12,7 +12,8 @@ from gtzan_tf.errors import cli
 FLAGS = {
     "model": "model", "epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate",
     "schedule": "schedule", "optimizer": "optimizer", "weight_decay": "weight_decay", "l1": "l1", "l2": "l2",
-    "dropout": "dropout", "label_smoothing": "label_smoothing", "seed": "seed", "seeds": "seeds", "init": "init", "fusion": "fusion",
+    "dropout": "dropout", "label_smoothing": "label_smoothing", "seed": "seed", "seeds": "seeds",
+    "folds": "folds", "refit": "refit", "monitor": "monitor", "init": "init", "fusion": "fusion",
     "freeze_backbone_epochs": "freeze_backbone_epochs", "finetune_lr_factor": "finetune_lr_factor",
     "mixup": "mixup_alpha", "branch_dropout": "branch_dropout", "patience": "early_stopping_patience",
     "mixed_precision": "mixed_precision", "jit": "jit", "strategy": "strategy",
@@ -40,6 +41,11 @@ def parse_args(argv):
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", type=int, help="train N seeded runs and report mean and std")
+    p.add_argument("--folds", type=int, help="stratified K-fold cross-validation: K models and their ensemble")
+    p.add_argument("--refit", action="store_true", default=None,
+                   help="with --folds: then train one model on all training clips for the folds' median best epoch")
+    p.add_argument("--monitor", help="checkpoint and early-stopping signal: val_clip_loss | val_clip_accuracy "
+                   "(ties broken by the loss)")
     p.add_argument("--init", help="scratch | KerasHub preset name | local preset folder | file.weights.h5")
     p.add_argument("--fusion", help="two-branch fusion: reference (8+8 logits) | wide (pooled features)")
     p.add_argument("--freeze-backbone-epochs", type=int, help="train the new head only for N epochs first")
@@ -77,7 +83,7 @@ def main(argv=None):
     if cfg.train.strategy == "multiworker":  # model.fit does not run under MultiWorkerMirroredStrategy
         from gtzan_tf.training.multiworker import train_multiworker as train
     else:
-        from gtzan_tf.training.trainer import train
+        from gtzan_tf.training.experiment import train
 
     summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
                   verbose=2 if args.quiet else 1, skip_bad=args.skip_bad)

@@ -194,16 +194,23 @@ class AugmentConfig(Section):
 
 @dataclass(frozen=True)
 class DataConfig(Section):
-    """Dataset index: validation hold-out and the clip embeddings stored with each record."""
+    """Dataset index: validation hold-out and the clip embeddings stored with each record.
 
-    validation_per_genre: int = 5
+    The hold-out takes `validation_fraction` of every genre's training clips (rounded), at least
+    `validation_per_genre`, at most half of them, so a genre with few clips still trains.
+    """
+
+    validation_fraction: float = 0.07
+    validation_per_genre: int = 1
     split_seed: int = 0
     embeddings: tuple[str, ...] = EMBEDDING_MODELS
     clips_per_shard: int = 16
 
     def check_ranges(self):
         unknown = sorted(set(self.embeddings) - set(EMBEDDING_MODELS))
-        return [("embeddings", not unknown, f"a list from {', '.join(EMBEDDING_MODELS)}"),
+        return [("validation_fraction", _fraction(self.validation_fraction, closed=False), "in [0, 1)"),
+                ("validation_per_genre", self.validation_per_genre >= 0, "an integer >= 0"),
+                ("embeddings", not unknown, f"a list from {', '.join(EMBEDDING_MODELS)}"),
                 ("clips_per_shard", self.clips_per_shard >= 1, "an integer >= 1")]
 
 
@@ -226,6 +233,9 @@ class TrainConfig(Section):
     label_smoothing: float = 0.0
     seed: int = 0
     seeds: int = 1
+    folds: int = 1
+    refit: bool = False
+    monitor: str = "val_clip_loss"
     init: str = "scratch"
     fusion: str = "reference"
     freeze_backbone_epochs: int = 0
@@ -250,6 +260,7 @@ class TrainConfig(Section):
                 ("batch_size", self.batch_size >= 1, at_least_1),
                 ("eval_batch_size", self.eval_batch_size >= 1, at_least_1),
                 ("seeds", self.seeds >= 1, at_least_1),
+                ("folds", self.folds >= 1, at_least_1),
                 ("learning_rate", _positive(self.learning_rate), "a finite number > 0"),
                 ("momentum", _fraction(self.momentum, closed=False), "in [0, 1)"),
                 ("dropout", _fraction(self.dropout, closed=False), "in [0, 1)"),

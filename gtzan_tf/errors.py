@@ -31,7 +31,7 @@ def cli(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
-        warnings.formatwarning = _one_line_warning
+        default_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
         try:
             return main(*args, **kwargs)
         except UserError as exc:
@@ -43,5 +43,7 @@ def cli(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        finally:
+            warnings.formatwarning = default_format
 
     return wrapper

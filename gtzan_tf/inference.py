@@ -11,6 +11,7 @@ import numpy as np
 
 from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
+from gtzan_tf.models.ensemble import ensemble_model
 from gtzan_tf.models.registry import build_for, run_inputs
 
 SILENCE_RMS = 1e-4  # about -80 dBFS: below it a clip is silent or nearly so
@@ -18,7 +19,8 @@ SILENCE_RMS = 1e-4  # about -80 dBFS: below it a clip is silent or nearly so
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A run folder written by train.py: its config, summary and best weights."""
+    """A run folder written by train.py: its config, summary and best weights (or, for a
+    cross-validated run, the fold runs whose ensemble it is)."""
 
     root: Path
     cfg: Config
@@ -41,13 +43,24 @@ class TrainedRun:
         """The per-seed runs of a multi-seed run, or [self]."""
         return [load_run(self.root / name) for name in self.summary.get("runs", [])] or [self]
 
+    @property
+    def members(self) -> list["TrainedRun"]:
+        """The fold runs of a cross-validated (ensemble) run, or []."""
+        return [load_run(self.root / name) for name in self.summary.get("members", [])]
+
     def best_seed(self) -> "TrainedRun":
         """The seed run with the best validation clip accuracy (self for a single run)."""
         return max(self.seed_runs, key=lambda run: run.summary["valid_clip_accuracy"])
 
     @cached_property
     def model(self) -> keras.Model:
-        """The registry's architecture with the best weights (no download: init is scratch)."""
+        """The registry's architecture with the best weights (no download: init is scratch); for a
+        cross-validated run, the ensemble of its fold models (mean of their probabilities), or the
+        model refit on all training clips when it was trained with --refit."""
+        if self.summary.get("refit"):
+            return load_run(self.root / self.summary["refit"]).model
+        if self.members:
+            return ensemble_model([member.model for member in self.members], name=f"{self.cfg.train.model}_ensemble")
         model = build_for(self.cfg, len(self.genres), init="scratch")
         weights = self.root / "best.weights.h5"
         try:
@@ -70,7 +83,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     needed = {"genres", "runs"} if isinstance(summary, dict) and "runs" in summary else {"genres", "normalization"}
     if not isinstance(summary, dict) or not needed <= summary.keys():
         raise UserError(f"{root / 'run.json'} is damaged or incomplete; train the run again")
-    if "runs" not in summary and not (root / "best.weights.h5").is_file():
+    if "runs" not in summary and "members" not in summary and not (root / "best.weights.h5").is_file():
         raise UserError(f"{root} has no best.weights.h5; the run did not finish an epoch")
     return TrainedRun(root, cfg, summary)
 

@@ -40,6 +40,17 @@ def clip_files(data: Path) -> dict[str, Path]:
     return {f"{path.parent.name}/{path.stem}": path for path in (data / "wav").rglob("*.wav")}
 
 
+def run_main(main, *args: str, capsys) -> subprocess.CompletedProcess:
+    """Call an entry point's `main` in this process (no TensorFlow start-up): its exit code and output."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command-line entry point of the project as a user would."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)

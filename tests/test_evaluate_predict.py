@@ -15,7 +15,7 @@ import tensorflow as tf
 from gtzan_tf.data.audio import load_audio
 from gtzan_tf.inference import Predictor, load_run
 
-from conftest import clip_files, run_cli
+from conftest import clip_files, run_cli, run_main
 
 
 def test_evaluate_writes_metrics_and_plots(trained_run, tiny_data):
@@ -106,12 +106,17 @@ def assert_one_line_naming(result, path):
 # predict.py reads run.json and serving/; evaluate.py reads run.json and best.weights.h5.
 @pytest.mark.parametrize("name, damages", [("best.weights.h5", ("evaluate",)), ("run.json", ("predict", "evaluate")),
                                            ("serving/saved_model.pb", ("predict",))])
-def test_a_truncated_run_file_is_one_line_in_predict_and_evaluate(trained_run, tiny_data, tmp_path, name, damages):
+def test_a_truncated_run_file_is_one_line_in_predict_and_evaluate(trained_run, tiny_data, tmp_path, name, damages,
+                                                                  capsys):
+    import evaluate
+    import predict
+
     run = copy_run(trained_run, tmp_path / "run")
     damaged = run / name
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     clip = str(tiny_data / "wav" / "jazz" / "jazz.00000.wav")
-    results = {"predict": run_cli("predict.py", "--model", str(run), clip), "evaluate": run_cli("evaluate.py", "--run", str(run))}
+    results = {"predict": run_main(predict.main, "--model", str(run), clip, capsys=capsys),
+               "evaluate": run_main(evaluate.main, "--run", str(run), capsys=capsys)}
     for command, result in results.items():
         if command in damages:
             assert_one_line_naming(result, run)

@@ -26,8 +26,8 @@ import pytest
 
 from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.training import multiworker, trainer
-from gtzan_tf.training.callbacks import BACKUP, ClipAccuracy, make_callbacks
+from gtzan_tf.training import experiment, multiworker, trainer
+from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, make_callbacks
 from gtzan_tf.training.multiworker import check_tf_config, weights_digest, worker_index
 
 from conftest import ROOT
@@ -239,10 +239,10 @@ def test_unsupported_settings_fail_before_any_work(tmp_path):
 def test_both_paths_build_one_callback_list(tmp_path):
     """train_one (model.fit) and the multi-worker loop take their callbacks from make_callbacks."""
     kinds = [type(c).__name__ for c in make_callbacks(Config(), tmp_path, val_clips=object())]
-    assert kinds == ["ClipAccuracy", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
-                     "CSVLogger", "BackupAndRestore"]
+    assert kinds == ["ClipMetrics", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
+                     "CSVLogger", "TerminateOnNaN", "CallbackState", "BackupAndRestore"]
     scheduled = make_callbacks(Config().replace(train={"schedule": "cosine"}), tmp_path, val_clips=None)
-    assert not any(isinstance(c, (ClipAccuracy, keras.callbacks.ReduceLROnPlateau)) for c in scheduled)
+    assert not any(isinstance(c, (ClipMetrics, keras.callbacks.ReduceLROnPlateau)) for c in scheduled)
     for module in (trainer, multiworker):
         assert module.make_callbacks is make_callbacks
 
@@ -250,7 +250,7 @@ def test_both_paths_build_one_callback_list(tmp_path):
 def test_model_fit_refuses_multiworker(tmp_path):
     cfg = Config().replace(train={"model": "cnn1d", "strategy": "multiworker"})
     with pytest.raises(UserError, match="keras-team/keras#20585"):
-        trainer.train(cfg, tmp_path / "data", tmp_path / "run")
+        experiment.train(cfg, tmp_path / "data", tmp_path / "run")
 
 
 def test_weights_digest_covers_every_weight():

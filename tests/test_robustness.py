@@ -23,7 +23,7 @@ from gtzan_tf.config import Config
 from gtzan_tf.data.index import load_index
 from gtzan_tf.errors import BadAudioError
 
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, run_cli, run_main
 
 FAST = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings=", "--set", "data.clips_per_shard=4"]
 
@@ -92,14 +92,16 @@ def test_overwrite_removes_only_the_files_prepare_wrote(tiny_data, tmp_path):
     assert {p.name for p in out.glob("*.tfrecord")} == listed
 
 
-def test_train_refuses_a_folder_holding_the_users_files(tiny_data, tiny_features, tmp_path):
+def test_train_refuses_a_folder_holding_the_users_files(tiny_data, tiny_features, tmp_path, capsys):
+    import train
+
     out = tmp_path / "mine"
     out.mkdir()
     (out / "config.json").write_text('{"name": "p"}')
     (out / "history.csv").write_text("a,b\n1,2\n")
     before = snapshot(out)
-    result = run_cli("train.py", "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
-                     "--out", str(out), "--epochs", "1", *FAST[:4])
+    result = run_main(train.main, "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
+                      "--out", str(out), "--epochs", "1", *FAST[:4], capsys=capsys)
     one_error_line(result, str(out), "not a train.py run folder")
     assert snapshot(out) == before
 
@@ -163,12 +165,14 @@ def test_a_diverging_run_stops_at_the_first_nan_loss_with_one_line(tiny_data, ti
 
 
 # --------------------------------------------------------------------------- 5. one line, not a traceback
-def test_out_that_is_a_file_is_one_line(tiny_data, tiny_features, tmp_path):
+def test_out_that_is_a_file_is_one_line(tiny_data, tiny_features, tmp_path, capsys):
+    import train
+
     target = tmp_path / "file"
     target.write_text("mine\n")
     one_error_line(prepare_cli(tiny_data, target), str(target), "is a file")
-    result = run_cli("train.py", "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
-                     "--out", str(target), *FAST[:4])
+    result = run_main(train.main, "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),
+                      "--out", str(target), *FAST[:4], capsys=capsys)
     one_error_line(result, str(target), "is a file")
     assert target.read_text() == "mine\n"
 
@@ -308,13 +312,14 @@ def test_data_that_is_a_file_says_so(tiny_data, tmp_path):
     one_error_line(prepare_cli(target, tmp_path / "f"), str(target), "is a file")
 
 
-def test_train_py_accepts_the_skip_bad_its_error_suggests(data, tmp_path):
-    (data / "wav" / "jazz" / "jazz.00001.wav").write_bytes(b"")
-    result = run_cli("train.py", "--model", "cnn1d", "--data", str(data), "--out", str(tmp_path / "run"),
-                     "--epochs", "1", *FAST[:4])
-    one_error_line(result, "jazz.00001.wav", "pass --skip-bad")
-    assert not (tmp_path / "run").exists()
+def test_train_py_accepts_the_skip_bad_its_error_suggests(data, tmp_path, capsys):
     import train
+
+    (data / "wav" / "jazz" / "jazz.00001.wav").write_bytes(b"")
+    result = run_main(train.main, "--model", "cnn1d", "--data", str(data), "--out", str(tmp_path / "run"),
+                      "--epochs", "1", *FAST[:4], capsys=capsys)
+    one_error_line(result, "jazz.00001.wav", "pass --skip-bad")
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob("features-*"))
 
     _, args = train.parse_args(["--skip-bad", "--data", str(data), "--out", str(tmp_path / "run")])
     assert args.skip_bad

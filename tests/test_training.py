@@ -169,6 +169,8 @@ def test_a_damaged_backup_gives_one_line_naming_what_to_delete(tiny_features, ti
         (["--model", "musicnn_msd", "--set", "features.kind=musicnn", "--finetune-lr-factor", "0.1"],
          "--finetune-lr-factor needs --freeze-backbone-epochs"),
         (["--model", "cnn1d", "--mixup", "-1"], "train.mixup_alpha must be a finite number >= 0, got -1.0"),
+        (["--model", "cnn1d", "--folds", "3", "--strategy", "multiworker"], "--folds does not combine with --strategy multiworker"),
+        (["--model", "cnn1d", "--monitor", "val_accuracy"], "unknown monitor 'val_accuracy'"),
     ],
 )
 def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):

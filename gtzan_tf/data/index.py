@@ -158,15 +158,19 @@ def _resolve_entry(wav_dir: Path, line: str, folder_genres: list[str], where: st
 
 
 def _hold_out_validation(clips: list[Clip], cfg: DataConfig) -> list[Clip]:
-    """Move `validation_per_genre` training clips of every genre to "valid" (seeded)."""
+    """Move a seeded share of every genre's training clips to "valid" (`validation_size`)."""
+    if not 0 <= cfg.validation_fraction < 1 or cfg.validation_per_genre < 0:
+        raise UserError("data.validation_fraction must be in [0, 1) and data.validation_per_genre at least 0")
     rng = np.random.default_rng(cfg.split_seed)
     held: set[str] = set()
     for genre in sorted({c.genre for c in clips if c.split == "train"}):
         candidates = sorted(c.clip_id for c in clips if c.split == "train" and c.genre == genre)
-        if cfg.validation_per_genre >= len(candidates):
-            raise UserError(
-                f"validation_per_genre={cfg.validation_per_genre} leaves no {genre} training clips "
-                f"({len(candidates)} listed); lower it with --set data.validation_per_genre=N"
-            )
-        held.update(rng.choice(candidates, size=cfg.validation_per_genre, replace=False).tolist())
+        size = validation_size(len(candidates), cfg)
+        held.update(rng.choice(candidates, size=size, replace=False).tolist())
     return [Clip(c.clip_id, c.genre, c.path, "valid") if c.clip_id in held else c for c in clips]
+
+
+def validation_size(n_clips: int, cfg: DataConfig) -> int:
+    """Clips of a genre with `n_clips` training clips that the hold-out takes: the fraction (rounded),
+    at least `validation_per_genre`, at most half, so at least as many stay to train."""
+    return min(max(round(cfg.validation_fraction * n_clips), cfg.validation_per_genre), n_clips // 2)

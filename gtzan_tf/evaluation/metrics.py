@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 SUMMARY_METRICS = ("clip_accuracy", "clip_accuracy_vote", "segment_accuracy", "macro_f1")
 
@@ -145,3 +149,17 @@ def clip_accuracy(probs: np.ndarray, labels: np.ndarray, clip_ids: np.ndarray) -
     """Accuracy of the clip prediction = argmax of the mean segment probability."""
     clips = aggregate_clips(probs, clip_ids, labels)
     return float(np.mean(clips.predictions == clips.labels))
+
+
+def clip_scores(probs: np.ndarray, labels: np.ndarray, clip_ids: np.ndarray) -> dict[str, float]:
+    """Clip accuracy, clip loss (cross-entropy of the mean segment probability) and their rank.
+
+    rank = accuracy - loss / (1 + loss) / (clips + 1): orders by accuracy first (one clip moves it
+    by 1/clips, more than the loss term can), then by lower loss, so ties in accuracy go to the loss.
+    """
+    clips = aggregate_clips(probs, clip_ids, labels)
+    accuracy = float(np.mean(clips.predictions == clips.labels))
+    true_probs = clips.mean_probs[np.arange(len(clips.labels)), clips.labels]
+    loss = float(-np.mean(np.log(np.clip(true_probs, 1e-7, 1.0))))
+    return {"clip_accuracy": accuracy, "clip_loss": loss,
+            "clip_rank": accuracy - loss / (1 + loss) / (len(clips.labels) + 1)}

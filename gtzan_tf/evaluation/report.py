@@ -25,6 +25,13 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     label_width = max(len(label) for label, _ in HEADLINES)
     lines = [f"clips: {metrics['n_clips']}   segments: {metrics['n_segments']}"]
     lines += [f"{label:<{label_width}}  {_percent(metrics[key]):>7}" for label, key in HEADLINES]
+    if "per_fold" in metrics:
+        folds = metrics["per_fold"]
+        lines[0] += (f"   (one model refit on all training clips for {metrics['refit_epochs']} epochs)"
+                     if "refit_epochs" in metrics else
+                     f"   (ensemble of {folds['n_runs']} fold models: mean of their probabilities)")
+        lines += ["", f"each fold model alone, mean ± std over {folds['n_runs']}:"]
+        lines += [f"{label:<{label_width}}  {_percent_cell(folds[key], folds[f'{key}_std'])}" for label, key in HEADLINES]
 
     genre_width = max(len("genre"), *(len(genre) for genre in genres))
     lines += ["", f"{'genre':<{genre_width}}  {'precision':>9}  {'recall':>8}  {'F1':>8}  {'support':>7}"]

@@ -37,18 +37,28 @@ class Evaluation:
 
 def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> Evaluation:
     """Metrics of one seeded run on `split`, with its per-clip predictions.csv and its confusion-matrix
-    and learning-curve PNGs to write."""
+    and learning-curve PNGs to write.
+
+    A cross-validated run is scored as its ensemble (or its refit model); `folds` holds every fold
+    model's headline metrics and `per_fold` their mean and std.
+    """
     features_dir = Path(run.summary["features_dir"])
     if data_dir is not None:
         ensure_prepared(data_dir, features_dir, run.cfg)
     fs = load_feature_set(features_dir)
-    probs, labels, clip_ids = predict_clips(run.model, eval_clip_dataset(fs, split, run.inputs))
+    clips = eval_clip_dataset(fs, split, run.inputs)
+    probs, labels, clip_ids = predict_clips(run.model, clips)
     metrics = evaluate_predictions(probs, labels, clip_ids, run.genres)
     metrics.update(model=run.cfg.train.model, split=split, seed=run.cfg.train.seed)
+    if run.members:
+        metrics["folds"] = [headlines(evaluate_predictions(*predict_clips(m.model, clips), run.genres)) for m in run.members]
+        metrics["per_fold"] = summarize_seeds(metrics["folds"])
+    if run.summary.get("refit"):
+        metrics["refit_epochs"] = run.summary["refit_epochs"]
     title = f"{run.cfg.train.model} · {split} · clip level"
-    clips = aggregate_clips(probs, clip_ids, labels)
+    predictions = aggregate_clips(probs, clip_ids, labels)
     return Evaluation(metrics, [(run.root / "eval", metrics, run.genres, metrics["confusion_matrix"], title,
-                                 run.root / "history.csv", clips)])
+                                 run.root / "history.csv", predictions)])
 
 
 def evaluate_run(run_dir: str | Path, data_dir: Path | None = None, split: str = "test") -> Evaluation:
@@ -60,6 +70,9 @@ def evaluate_run(run_dir: str | Path, data_dir: Path | None = None, split: str =
     seed_metrics = [e.metrics for e in per_seed]
     metrics = {**seed_metrics[0], **summarize_seeds(seed_metrics), "seeds": [m["seed"] for m in seed_metrics]}
     metrics.pop("seed")
+    if "folds" in metrics:
+        metrics["folds"] = [fold for m in seed_metrics for fold in m["folds"]]
+        metrics["per_fold"] = summarize_seeds(metrics["folds"])
     title = f"{run.cfg.train.model} · {split} · {len(per_seed)} seeds summed"
     outputs = [output for e in per_seed for output in e.outputs]
     outputs.append((run.root / "eval", metrics, run.genres, sum_matrices(seed_metrics), title,
@@ -81,6 +94,10 @@ def write_predictions(clips: ClipPredictions, genres: list[str], path: Path) -> 
         frame.to_csv(tmp, index=False, float_format="%.8g")
 
 
+def headlines(metrics: dict) -> dict:
+    return {key: metrics[key] for key in SUMMARY_METRICS}
+
+
 def sum_matrices(per_seed: list[dict]) -> list[list[int]]:
     import numpy as np
 
@@ -88,7 +105,11 @@ def sum_matrices(per_seed: list[dict]) -> list[list[int]]:
 
 
 def comparison_row(run_dir: Path, metrics: dict) -> dict:
-    row = {"run": str(run_dir), "model": metrics["model"], "n_runs": metrics.get("n_runs", 1)}
+    model = metrics["model"]
+    if "per_fold" in metrics:
+        folds = metrics["per_fold"]["n_runs"] // metrics.get("n_runs", 1)
+        model += f" (refit after {folds} folds)" if "refit_epochs" in metrics else f" (ensemble of {folds} folds)"
+    row = {"run": str(run_dir), "model": model, "n_runs": metrics.get("n_runs", 1)}
     for key in SUMMARY_METRICS:
         row[key] = metrics[key]
         row[f"{key}_std"] = metrics.get(f"{key}_std")

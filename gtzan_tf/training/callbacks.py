@@ -1,5 +1,5 @@
 """Keras callbacks: the end-of-epoch policy and run-folder writers both training paths use,
-clip-level validation accuracy and staged fine-tuning."""
+clip-level validation scores and staged fine-tuning."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
-from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.evaluation.metrics import clip_scores, predict_clips
 from gtzan_tf.models.registry import set_backbone_trainable
 from gtzan_tf.training.resume import CallbackState
 
@@ -18,25 +18,27 @@ from gtzan_tf.training.resume import CallbackState
 REDUCE_LR_FACTOR = 0.5
 REDUCE_LR_MIN_DELTA = 1e-4
 BACKUP = "backup"
+# train.monitor -> (epoch-log key that ModelCheckpoint and EarlyStopping watch, mode); see ClipMetrics.
+MONITORS = {"val_clip_loss": ("val_clip_loss", "min"), "val_clip_accuracy": ("val_clip_rank", "max")}
 
 
 def make_callbacks(cfg: Config, run_dir: Path, val_clips: tf.data.Dataset | None,
                    first_epoch: int = 0) -> list[keras.callbacks.Callback]:
     """The callbacks of a training run writing into `run_dir`, in the order they must run.
 
-    Best weights (best.weights.h5) and early stopping on val_clip_accuracy, learning-rate reduction
+    Best weights (best.weights.h5) and early stopping on `train.monitor`, learning-rate reduction
     on val_loss, TensorBoard logs, history.csv, a stop on a NaN loss, and the resumable backup:
     BackupAndRestore (model, optimizer, epoch) with CallbackState (the other callbacks' state,
-    restored when the run resumes at `first_epoch` > 0). With `val_clips`, ClipAccuracy first adds
-    val_clip_accuracy to the epoch logs; without, the caller's logs already carry it.
+    restored when the run resumes at `first_epoch` > 0). With `val_clips`, ClipMetrics first adds
+    the clip-level scores to the epoch logs; without, the caller's logs already carry them.
     """
     t = cfg.train
+    monitor, mode = MONITORS[t.monitor]
     callbacks = [
         keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.weights.h5"), monitor="val_clip_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True,
+            str(run_dir / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True,
         ),
-        keras.callbacks.EarlyStopping(monitor="val_clip_accuracy", mode="max", patience=t.early_stopping_patience),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
@@ -45,7 +47,7 @@ def make_callbacks(cfg: Config, run_dir: Path, val_clips: tf.data.Dataset | None
         callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=REDUCE_LR_FACTOR, min_delta=REDUCE_LR_MIN_DELTA, patience=t.reduce_lr_patience))
     if val_clips is not None:
-        callbacks.insert(0, ClipAccuracy(val_clips))
+        callbacks.insert(0, ClipMetrics(val_clips))
     if t.freeze_backbone_epochs:
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
     backup = run_dir / BACKUP
@@ -60,10 +62,11 @@ def check_finite_loss(losses, run_dir: Path, first_epoch: int) -> None:
                         f"{first_epoch + len(losses)}; lower the learning rate (--lr)")
 
 
-class ClipAccuracy(keras.callbacks.Callback):
-    """Adds `val_clip_accuracy` (segments aggregated per clip) to the epoch logs.
+class ClipMetrics(keras.callbacks.Callback):
+    """Adds `val_clip_accuracy`, `val_clip_loss` and `val_clip_rank` (segments aggregated per clip,
+    `clip_scores`) to the epoch logs.
 
-    Must come before the callbacks that monitor it (checkpoint, early stopping, CSV logger).
+    Must come before the callbacks that monitor them (checkpoint, early stopping, CSV logger).
     """
 
     def __init__(self, clips: tf.data.Dataset):
@@ -72,7 +75,8 @@ class ClipAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["val_clip_accuracy"] = clip_accuracy(*predict_clips(self.model, self.clips))
+            scores = clip_scores(*predict_clips(self.model, self.clips))
+            logs.update({f"val_{name}": value for name, value in scores.items()})
 
 
 class FreezeBackbone(keras.callbacks.Callback):

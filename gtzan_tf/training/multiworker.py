@@ -34,7 +34,7 @@ from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_s
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, run_inputs
 from gtzan_tf.prepare import MANIFEST
-from gtzan_tf.training.callbacks import BACKUP, ClipAccuracy, check_finite_loss, make_callbacks
+from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, check_finite_loss, make_callbacks
 from gtzan_tf.training.trainer import (
     default_features_dir,
     finish_run,
@@ -45,7 +45,7 @@ from gtzan_tf.training.trainer import (
     validate,
 )
 
-VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_clip_accuracy")
+VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_clip_accuracy", "val_clip_loss", "val_clip_rank")
 # How long a worker waits, after the chief is done, for the manifest to show up on a shared
 # filesystem with attribute caching (NFS).
 MANIFEST_VISIBLE_TIMEOUT_S = 120.0
@@ -84,10 +84,10 @@ def worker_index(tf_config: dict) -> int:
 
 
 def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-                      workers: int = 1, verbose: int = 1) -> dict:
+                      workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
     """Train on every worker of TF_CONFIG's cluster; returns the chief's run summary (run.json).
 
-    Same signature and result as `trainer.train`; the other workers return their index and digest.
+    Same signature and result as `experiment.train`; the other workers return their index and digest.
     """
     validate(cfg)
     t = cfg.train
@@ -101,7 +101,7 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
     run_dir = Path(run_dir)
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     collectives = Collectives(strategy)
-    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers)
+    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers, skip_bad)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     out_dir = run_dir if index == 0 else Path(tempfile.mkdtemp(prefix=f"gtzan-tf-worker{index}-"))
@@ -157,10 +157,10 @@ class Collectives:
 
 
 def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir: Path, features_dir: Path,
-                     workers: int) -> FeatureSet:
+                     workers: int, skip_bad: bool) -> FeatureSet:
     """The chief prepares missing features; the others wait for it, then read the same folder."""
     if index == 0:
-        prepare_features(cfg, data_dir, features_dir, workers)
+        prepare_features(cfg, data_dir, features_dir, workers, skip_bad)
     elif not _manifest_ready(features_dir, cfg):
         print(f"worker {index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
     collectives.barrier()
@@ -272,7 +272,7 @@ def _chief_validation(cfg: Config, fs: FeatureSet, model: keras.Model, loss):
     copy = build_for(cfg, len(fs.genres), init="scratch")
     copy.compile(loss=loss, metrics=["accuracy"])
     segments = segment_dataset(fs, "valid", inputs, cfg.train.eval_batch_size, shuffle=False)
-    clip_scores = ClipAccuracy(eval_clip_dataset(fs, "valid", inputs))
+    clip_scores = ClipMetrics(eval_clip_dataset(fs, "valid", inputs))
     clip_scores.set_model(copy)
 
     def validate_on_chief(epoch: int) -> list[float]:

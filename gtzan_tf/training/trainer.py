@@ -1,12 +1,11 @@
-"""Training: features -> tf.data -> a registry model -> callbacks -> best weights and exports.
+"""Training one model: features -> tf.data -> a registry model -> callbacks -> best weights.
 
 A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h5 and run.json
 (the summary); train.py then exports saved_model/ and serving/ (`gtzan_tf.export`).
-With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json reports mean and std.
+`training.experiment.train` runs the seeds and folds of one train.py call on top of this.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -14,14 +13,16 @@ import numpy as np
 import tensorflow as tf
 
 from gtzan_tf.config import Config
-from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset, training_batches
+from gtzan_tf.data.folds import Fold
+from gtzan_tf.data.pipeline import (
+    FeatureSet, count_segments, eval_clip_dataset, segment_dataset, training_batches,
+)
 from gtzan_tf.errors import UserError
-from gtzan_tf.files import claim_folder, owner_kind
+from gtzan_tf.files import claim_folder, owner_kind, write_json
 from gtzan_tf.models.registry import build_for, get_spec, run_inputs, segment_kind
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
-from gtzan_tf.files import write_json
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
-from gtzan_tf.training.callbacks import BACKUP, check_finite_loss, make_callbacks
+from gtzan_tf.training.callbacks import BACKUP, MONITORS, check_finite_loss, make_callbacks
 from gtzan_tf.training.resume import keep_history, resume_epoch
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -33,6 +34,12 @@ def validate(cfg: Config) -> None:
     """One clear line for a model or option name the registry does not know (Config checks every range)."""
     t = cfg.train
     get_spec(t.model)
+    if t.monitor not in MONITORS:
+        raise UserError(f"unknown monitor {t.monitor!r}: choose one of {', '.join(MONITORS)}")
+    if t.refit and t.folds < 2:
+        raise UserError("--refit trains for the epoch count that cross-validation picked: add --folds K")
+    if t.folds > 1 and t.strategy == "multiworker":
+        raise UserError("--folds does not combine with --strategy multiworker; train the folds on one machine")
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {t.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.strategy not in STRATEGIES:
@@ -89,36 +96,6 @@ def use_mixed_precision(cfg: Config) -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-          workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
-    """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
-    validate(cfg)
-    if cfg.train.strategy == "multiworker":
-        raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
-                        "train with gtzan_tf.training.multiworker.train_multiworker, as train.py does")
-    run_dir = Path(run_dir)
-    check_run_folder(run_dir)
-    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
-    prepare_features(cfg, Path(data_dir), features_dir, workers, skip_bad)
-    fs = load_feature_set(features_dir)
-    if use_mixed_precision(cfg):
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    claim_run_folder(run_dir)
-    cfg.save(run_dir / "config.json")
-    if cfg.train.seeds == 1:
-        summary = train_one(cfg, fs, run_dir, verbose)
-    else:
-        runs = []
-        for k in range(cfg.train.seeds):
-            seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
-            seed_dir = run_dir / f"seed-{k}"
-            finished = seed_dir / "run.json"
-            runs.append(json.loads(finished.read_text()) if finished.is_file() else train_one(seed_cfg, fs, seed_dir, verbose))
-        summary = summarize_runs(cfg, fs, runs)
-    write_json(run_dir / "run.json", summary)
-    return summary
-
-
 def check_run_folder(run_dir: Path) -> None:
     """Refuse, before any work, an --out that is a file, someone else's folder, or a finished run."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -144,8 +121,11 @@ def prepare_features(cfg: Config, data_dir: Path, features_dir: Path, workers: i
     ensure_prepared(data_dir, features_dir, cfg, workers=workers, skip_bad=skip_bad)
 
 
-def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
-    """One seeded training run in `run_dir`; resumes from its backup if one is there."""
+def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold: Fold | None = None) -> dict:
+    """One seeded training run in `run_dir`; resumes from its backup if one is there.
+
+    With a `fold`, it trains on that fold's training clips and validates on its held-out originals.
+    """
     t = cfg.train
     claim_run_folder(run_dir)
     cfg.save(run_dir / "config.json")
@@ -155,60 +135,69 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> d
     inputs = run_inputs(cfg)
     strategy = make_strategy(t.strategy)
     global_batch = t.batch_size * strategy.num_replicas_in_sync
+    train_sources, valid_split, valid_sources = (None, "valid", None) if fold is None else (fold.train, "train", fold.valid)
     train_ds = training_batches(fs, inputs, global_batch, seed=t.seed, epochs=range(first_epoch, t.epochs),
-                                shuffle_buffer=t.shuffle_buffer, mixup_alpha=t.mixup_alpha)
-    val_ds = segment_dataset(fs, "valid", inputs, t.eval_batch_size, shuffle=False)
-    val_clips = eval_clip_dataset(fs, "valid", inputs)
-    steps_per_epoch = int(np.ceil(fs.count("train") / global_batch))
+                                shuffle_buffer=t.shuffle_buffer, sources=train_sources,
+                                mixup_alpha=t.mixup_alpha)
+    val_ds = segment_dataset(fs, valid_split, inputs, t.eval_batch_size, shuffle=False, sources=valid_sources,
+                             originals_only=fold is not None)
+    val_clips = eval_clip_dataset(fs, valid_split, inputs, sources=valid_sources)
+    steps_per_epoch = int(np.ceil(count_segments(fs, "train", train_sources) / global_batch))
     with strategy.scope():
-        model = build_for(cfg, len(fs.genres))
-        model.compile(
-            optimizer=make_optimizer(cfg, steps_per_epoch),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
-            metrics=["accuracy"],
-            jit_compile=t.jit,
-        )
+        model = compile_model(cfg, len(fs.genres), steps_per_epoch)
     callbacks = make_callbacks(cfg, run_dir, val_clips, first_epoch)
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, initial_epoch=first_epoch,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
     check_finite_loss(history.history.get("loss", []), run_dir, first_epoch)
     model.load_weights(run_dir / "best.weights.h5")
-    return finish_run(cfg, fs, model, run_dir)
+    return finish_run(cfg, fs, model, run_dir, fold)
 
 
-def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path) -> dict:
+def compile_model(cfg: Config, n_classes: int, steps_per_epoch: int) -> keras.Model:
+    """The registry model of `cfg`, compiled with its optimizer and loss (call under the strategy's scope)."""
+    model = build_for(cfg, n_classes)
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=cfg.train.jit,
+    )
+    return model
+
+
+def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, fold: Fold | None = None) -> dict:
     """Score the best weights and write run.json (train.py exports the SavedModels)."""
     inputs = run_inputs(cfg)
+    valid = eval_clip_dataset(fs, "valid", inputs) if fold is None else eval_clip_dataset(fs, "train", inputs, fold.valid)
     scores = {
-        f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, eval_clip_dataset(fs, split, inputs)))
-        for split in ("valid", "test")
+        f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, clips))
+        for split, clips in (("valid", valid), ("test", eval_clip_dataset(fs, "test", inputs)))
     }
     history = _read_history(run_dir / "history.csv")
+    monitor, mode = MONITORS[cfg.train.monitor]
+    best = np.argmin if mode == "min" else np.argmax
     summary = {
-        "model": cfg.train.model,
-        "seed": cfg.train.seed,
-        "genres": fs.genres,
-        "inputs": list(inputs),
-        "features_dir": str(fs.root.resolve()),
-        "normalization": dict(zip(("mean", "std"), fs.normalization)),
+        **run_identity(cfg, fs),
         "epochs_run": len(history),
-        "best_epoch": int(np.argmax([row["val_clip_accuracy"] for row in history])) + 1 if history else None,
+        "best_epoch": int(best([row[monitor] for row in history])) + 1 if history else None,
         **scores,
     }
+    if fold is not None:
+        summary.update(fold=fold.index, valid_clips=len(fold.valid))
     keras.mixed_precision.set_global_policy("float32")
     write_json(run_dir / "run.json", summary)
     return summary
 
 
-def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
-    keys = ("valid_clip_accuracy", "test_clip_accuracy")
+def run_identity(cfg: Config, fs: FeatureSet) -> dict:
+    """What every run.json says about its model and features (load_run and the export read it)."""
     return {
         "model": cfg.train.model,
+        "seed": cfg.train.seed,
         "genres": fs.genres,
-        "seeds": [r["seed"] for r in runs],
-        "runs": [f"seed-{k}" for k in range(len(runs))],
-        **{f"{k}_mean": float(np.mean([r[k] for r in runs])) for k in keys},
-        **{f"{k}_std": float(np.std([r[k] for r in runs], ddof=1)) for k in keys},
+        "inputs": list(run_inputs(cfg)),
+        "features_dir": str(fs.root.resolve()),
+        "normalization": dict(zip(("mean", "std"), fs.normalization)),
     }
 
 

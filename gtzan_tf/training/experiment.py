@@ -1,0 +1,66 @@
+"""One train.py run: its seeds, each a single model or K folds and their ensemble, in one run folder.
+
+With `seeds > 1` every seed gets its own `seed-K/` run folder and run.json reports mean and std.
+With `folds > 1` a run (or every seed run) is a cross-validated ensemble (`training.folds`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from gtzan_tf.config import Config
+from gtzan_tf.data.pipeline import FeatureSet, load_feature_set
+from gtzan_tf.errors import UserError
+from gtzan_tf.files import write_json
+from gtzan_tf.training.folds import cross_validation_config, train_folds
+from gtzan_tf.training.trainer import (
+    check_run_folder, claim_run_folder, default_features_dir, prepare_features, train_one, use_mixed_precision, validate,
+)
+
+
+def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
+          workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
+    """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json."""
+    validate(cfg)
+    if cfg.train.strategy == "multiworker":
+        raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
+                        "train with gtzan_tf.training.multiworker.train_multiworker, as train.py does")
+    if cfg.train.folds > 1:
+        cfg = cross_validation_config(cfg)
+    run_dir = Path(run_dir)
+    check_run_folder(run_dir)
+    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
+    prepare_features(cfg, Path(data_dir), features_dir, workers, skip_bad)
+    fs = load_feature_set(features_dir)
+    if use_mixed_precision(cfg):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    claim_run_folder(run_dir)
+    cfg.save(run_dir / "config.json")
+    train_seed = train_folds if cfg.train.folds > 1 else train_one
+    if cfg.train.seeds == 1:
+        summary = train_seed(cfg, fs, run_dir, verbose)
+    else:
+        runs = []
+        for k in range(cfg.train.seeds):
+            seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
+            seed_dir = run_dir / f"seed-{k}"
+            finished = seed_dir / "run.json"
+            runs.append(json.loads(finished.read_text()) if finished.is_file() else train_seed(seed_cfg, fs, seed_dir, verbose))
+        summary = summarize_runs(cfg, fs, runs)
+    write_json(run_dir / "run.json", summary)
+    return summary
+
+
+def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
+    keys = ("valid_clip_accuracy", "test_clip_accuracy")
+    return {
+        "model": cfg.train.model,
+        "genres": fs.genres,
+        "seeds": [r["seed"] for r in runs],
+        "runs": [f"seed-{k}" for k in range(len(runs))],
+        **{f"{k}_mean": float(np.mean([r[k] for r in runs])) for k in keys},
+        **{f"{k}_std": float(np.std([r[k] for r in runs], ddof=1)) for k in keys},
+    }
