@@ -4,6 +4,7 @@ Every model takes named inputs (only those it uses) and has one output, `genre`:
 probabilities of shape (batch, n_classes).
   logmel | mfcc | chroma   (frames, bins) normalised time-frequency segment, time-major, named
                            after the feature kind (config.FEATURE_KINDS)
+  musicnn                  (187, 96) raw musicnn patch, read by the musicnn models only
   msd_embedding            (753,) MSD musicnn clip embedding (config.EMBEDDING_INPUTS)
   mtt_embedding            (753,) MTT musicnn clip embedding
 """
