@@ -1,6 +1,6 @@
 """Prepare throughput (clips/s) with 1 and 2 worker processes on a synthesised demo set.
 
-    python benchmarks/prepare.py [--clips-per-genre 8] [--seconds 30] [--repeats 1] [--baseline CHECKOUT]
+    python benchmarks/prepare.py [--clips-per-genre 8] [--seconds 30] [--repeats 1] [--workers 1 2] [--baseline CHECKOUT]
 
 Each measurement runs `python -m gtzan_tf.prepare` in a fresh process into a fresh folder
 (TensorFlow start-up and the musicnn weight loading of each worker included, as a user sees it).
@@ -47,6 +47,7 @@ def main():
     p.add_argument("--clips-per-genre", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time")
     p.add_argument("--baseline", type=Path, help="another checkout of gtzan-tf to time beside this one")
     args = p.parse_args()
     codes = {"this": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
@@ -57,7 +58,7 @@ def main():
         print(f"{'code':<10}{'features':<28}{'workers':>8}{'clips/s':>10}{'s/version':>11}")
         per_version = {}
         for label, embeddings in (("log-mel only", ""), ("log-mel + MSD/MTT musicnn", BOTH)):
-            for workers in (1, 2):
+            for workers in args.workers:
                 runs = {name: [] for name in codes}
                 for _ in range(args.repeats):
                     for name, code in codes.items():
@@ -70,7 +71,7 @@ def main():
                 if "baseline" in codes:
                     ratio = per_version["baseline", embeddings, workers] / per_version["this", embeddings, workers]
                     print(f"{'':<10}{label:<28}{workers:>8}   this / baseline speed: {ratio:.2f}x")
-        best = min(per_version["this", BOTH, w] for w in (1, 2))
+        best = min(per_version["this", BOTH, w] for w in args.workers)
         print(f"GTZAN-8 scale ({GTZAN8_VERSIONS} versions of 30 s, both embeddings, best worker count): "
               f"about {best * GTZAN8_VERSIONS / 60:.1f} min (target <= 3 min)")
 

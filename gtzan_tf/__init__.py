@@ -1,4 +1,5 @@
 """gtzan-tf: music genre classification with TensorFlow / Keras 3."""
+import contextlib
 import os
 import sys
 
@@ -17,13 +18,21 @@ def import_tensorflow_quietly() -> None:
     """
     if "tensorflow" in sys.modules or os.environ.get("GTZAN_TF_SHOW_TF_LOGS"):
         return
+    with native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Hide what C libraries write to file descriptor 2 meanwhile (TensorFlow's start-up lines,
+    libmpg123's notes on a corrupt mp3); Python's own sys.stderr is flushed first."""
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     sys.stderr.flush()
     os.dup2(devnull, 2)
     try:
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -159,7 +159,8 @@ def test_only_the_chief_writes_the_run_folder(two_workers):
     assert 0.0 <= summary["test_clip_accuracy"] <= 1.0
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
-    assert set(rows[0]) == {"epoch", "accuracy", "loss", "learning_rate", "val_accuracy", "val_loss", "val_clip_accuracy"}
+    assert set(rows[0]) == {"epoch", "accuracy", "loss", "learning_rate", "val_accuracy", "val_loss", "val_clip_accuracy",
+                            "val_clip_loss", "val_clip_rank"}
     for path in [run, *run.rglob("*")]:
         assert path.stat().st_mode & stat.S_IRGRP, f"{path} was written by the non-chief worker"
     assert not any((run.parent / f"{run.name}-worker1" / "tmp").iterdir()), "the non-chief's scratch folder is left"
@@ -171,7 +172,7 @@ def test_two_workers_equal_one_process_with_the_same_global_batch(two_workers, t
     found = reports(run_workers(alone, tiny_data, tiny_features, workers=1, batch_size=2 * BATCH))
     assert found["replicas"] == {0: 1} and found["read"][0][0] == train_segments(tiny_features) * EPOCHS
     for two, one in zip(history(run), history(alone), strict=True):
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_clip_accuracy"):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_clip_accuracy", "val_clip_loss"):
             assert float(two[key]) == pytest.approx(float(one[key]), abs=ONE_PROCESS_ATOL), (two["epoch"], key)
     two, one = weights(run / "best.weights.h5"), weights(alone / "best.weights.h5")
     assert two.keys() == one.keys()

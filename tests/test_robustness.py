@@ -326,7 +326,7 @@ def test_train_py_accepts_the_skip_bad_its_error_suggests(data, tmp_path, capsys
 
 
 @pytest.mark.parametrize("payload", [b"\xff\xfb\x90\x00" + bytes(range(256)) * 8, b"ID3\x03\x00garbage"])
-def test_a_corrupt_mp3_says_it_is_not_readable_audio(tmp_path, payload):
+def test_a_corrupt_mp3_says_it_is_not_readable_audio(tmp_path, payload, capfd):
     from gtzan_tf.data.audio import probe_audio
     from gtzan_tf.musicnn.frontend import load_audio as musicnn_load_audio
 
@@ -339,3 +339,5 @@ def test_a_corrupt_mp3_says_it_is_not_readable_audio(tmp_path, payload):
         message = str(info.value)
         assert str(path) in message and "cannot decode audio" in message
         assert not any(word in message for word in ("possibly a pipe", "NoBackendError", "EOFError", "does not exist"))
+        native = capfd.readouterr().err  # libmpg123's own notes ("Illegal Audio-MPEG-Header ...") are hidden
+        assert "MPEG" not in native and "resync" not in native, native

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from gtzan_tf import native_stderr_silenced
 from gtzan_tf.config import AudioConfig
 from gtzan_tf.errors import BadAudioError
 
@@ -22,7 +23,8 @@ def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
     if path.stat().st_size == 0:
         raise BadAudioError(f"{path}: empty file; re-download it or remove it from the split list")
     try:
-        info = sf.info(str(path))
+        with native_stderr_silenced():  # libmpg123 prints notes on a corrupt mp3 before failing
+            info = sf.info(str(path))
     except Exception as exc:  # libsndfile reports every unreadable format the same way
         raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     seconds = info.frames / info.samplerate if info.samplerate else 0.0
@@ -39,7 +41,8 @@ def load_audio(path: str | Path, cfg: AudioConfig) -> np.ndarray:
         raise BadAudioError(f"{path}: unsupported format; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
     probe_audio(path, cfg)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with native_stderr_silenced():
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
         raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     return to_mono_resampled(data, rate, cfg, source=path)

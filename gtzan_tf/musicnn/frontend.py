@@ -14,6 +14,7 @@ import librosa
 import numpy as np
 import tensorflow as tf
 
+from gtzan_tf import native_stderr_silenced
 from gtzan_tf.data.audio import decode_failure
 from gtzan_tf.errors import BadAudioError
 from gtzan_tf.features.layers import MelSpectrogram, MusicnnLogCompression, RepeatPad, Segments
@@ -27,7 +28,8 @@ def load_audio(path: str | Path) -> np.ndarray:
     if not Path(path).is_file():
         raise BadAudioError(f"{path}: no such file")
     try:
-        y, _ = librosa.load(path, sr=PARAMS.sample_rate, mono=True)
+        with native_stderr_silenced():  # libmpg123 prints notes on a corrupt mp3 before failing
+            y, _ = librosa.load(path, sr=PARAMS.sample_rate, mono=True)
     except Exception as exc:  # soundfile and audioread raise many types for unreadable files
         raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     if y.size == 0:

@@ -147,7 +147,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
         model = compile_model(cfg, len(fs.genres), steps_per_epoch)
     callbacks = make_callbacks(cfg, run_dir, val_clips, first_epoch)
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, initial_epoch=first_epoch,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
     check_finite_loss(history.history.get("loss", []), run_dir, first_epoch)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir, fold)
