@@ -21,10 +21,34 @@ from gtzan_tf.files import write_json
 
 # Model input names, defined here only. The time-frequency segments (role SEGMENTS) are fed under
 # the name of their feature kind; each musicnn model's clip embedding under EMBEDDING_INPUTS[model].
-FEATURE_KINDS = ("logmel", "mfcc", "chroma")
+# Kind "musicnn": the segments are musicnn's own 3 s patches (16 kHz, log-compressed mel), fed raw
+# (not standardised), as the pretrained network expects them.
+FEATURE_KINDS = ("logmel", "mfcc", "chroma", "musicnn")
+RAW_KINDS = ("musicnn",)
 SEGMENTS = "segments"
 EMBEDDING_INPUTS = {"MSD_musicnn": "msd_embedding", "MTT_musicnn": "mtt_embedding"}
 EMBEDDING_MODELS = tuple(EMBEDDING_INPUTS)
+
+
+@dataclass(frozen=True)
+class MusicnnParams:
+    """Signal processing and patching of the original musicnn 0.1.0 (configuration.py)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    patch_frames: int = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
+    embedding_size: int = 753  # 561 front-end + 3 x 64 mid-end channels, pooled over time
+    log_scale: float = 10000.0  # spectrogram = log10(log_scale * mel + 1)
+
+    @property
+    def patch_shape(self) -> tuple[int, int]:
+        """(frames, mels) of one network input."""
+        return (self.patch_frames, self.n_mels)
+
+
+MUSICNN = MusicnnParams()
 
 
 class Section:
@@ -108,12 +132,12 @@ class FeatureConfig(Section):
     @property
     def n_bins(self) -> int:
         """Feature bins per frame for the selected kind."""
-        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "chroma": self.n_chroma}[self.kind]
+        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "chroma": self.n_chroma, "musicnn": MUSICNN.n_mels}[self.kind]
 
     @property
     def segment_shape(self) -> tuple[int, int]:
-        """(frames, bins) of one segment."""
-        return (self.segment_frames, self.n_bins)
+        """(frames, bins) of one segment (musicnn: its fixed 187 x 96 patch)."""
+        return MUSICNN.patch_shape if self.kind == "musicnn" else (self.segment_frames, self.n_bins)
 
     @property
     def segment_samples(self) -> int:
@@ -121,6 +145,8 @@ class FeatureConfig(Section):
         return (self.segment_frames - 1) * self.hop_length
 
     def segment_seconds(self, sample_rate: int) -> float:
+        if self.kind == "musicnn":
+            return MUSICNN.patch_frames * MUSICNN.hop_length / MUSICNN.sample_rate
         return self.segment_frames * self.hop_length / sample_rate
 
     def check_ranges(self):
@@ -213,6 +239,14 @@ class TrainConfig(Section):
     init: str = "scratch"
     fusion: str = "reference"
     freeze_backbone_epochs: int = 0
+    finetune_lr_factor: float = 1.0  # learning rate x this once the backbone is unfrozen
+    # Small-data regularisation, active in training only; zeros reproduce the reference recipe.
+    time_masks: int = 0  # SpecAugment masks on the segment input, each up to the width below
+    time_mask_frames: int = 20
+    freq_masks: int = 0
+    freq_mask_bins: int = 12
+    mixup_alpha: float = 0.0  # mixup of segment batches (inputs and labels), Beta(alpha, alpha)
+    branch_dropout: float = 0.0  # two-branch models: drop the whole spectrogram branch of a sample
     early_stopping_patience: int = 20
     reduce_lr_patience: int = 8
     shuffle_buffer: int = 2048
@@ -233,7 +267,13 @@ class TrainConfig(Section):
                 ("label_smoothing", _fraction(self.label_smoothing, closed=False), "in [0, 1)"),
                 *((key, _at_least(getattr(self, key), 0), "a finite number >= 0") for key in ("weight_decay", "l1", "l2")),
                 *((key, getattr(self, key) >= 0, at_least_0)
-                  for key in ("freeze_backbone_epochs", "early_stopping_patience", "reduce_lr_patience")),
+                  for key in ("freeze_backbone_epochs", "early_stopping_patience", "reduce_lr_patience",
+                              "time_masks", "freq_masks")),
+                *((key, getattr(self, key) >= 1, at_least_1) for key in ("time_mask_frames", "freq_mask_bins")),
+                ("finetune_lr_factor", _positive(self.finetune_lr_factor) and self.finetune_lr_factor <= 1,
+                 "in (0, 1]"),
+                ("mixup_alpha", _at_least(self.mixup_alpha, 0), "a finite number >= 0"),
+                ("branch_dropout", _fraction(self.branch_dropout, closed=False), "in [0, 1)"),
                 ("shuffle_buffer", self.shuffle_buffer >= 1, at_least_1)]
 
 

@@ -22,6 +22,7 @@ LAYERS = {
 SAME_LAYER_ALLOWED = {
     ("gtzan_tf.data", "gtzan_tf.features"), ("gtzan_tf.features", "gtzan_tf.musicnn"),
     ("gtzan_tf.musicnn", "gtzan_tf.features"), ("gtzan_tf.musicnn", "gtzan_tf.data"), ("gtzan_tf.models", "gtzan_tf.features"),
+    ("gtzan_tf.models", "gtzan_tf.musicnn"),
     ("gtzan_tf.synth", "gtzan_tf.data"), ("gtzan_tf.training", "gtzan_tf.evaluation"),
 }
 

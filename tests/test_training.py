@@ -20,12 +20,13 @@ from conftest import ROOT, run_cli
 
 EXPECTED_MODELS = [
     "cnn1d", "cnn1d_q1", "mlp_msd", "mlp_mtt", "cnn2d", "cnn2d_msd", "vgg13", "vgg16", "vgg19",
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet34_msd",
+    "resnet18", "resnet34", "resnet50", "resnet101", "musicnn_msd", "musicnn_mtt", "musicnn_msd_fusion",
+    "resnet34_msd",
 ]
 FAST = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings="]
 
 
-def test_list_models_prints_the_fourteen_names():
+def test_list_models_prints_the_seventeen_names():
     result = run_cli("train.py", "--list-models")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == EXPECTED_MODELS == list(MODEL_NAMES)
@@ -164,6 +165,10 @@ def test_a_damaged_backup_gives_one_line_naming_what_to_delete(tiny_features, ti
         (["--model", "cnn1d", "--lr", "-0.1"], "train.learning_rate must be a finite number > 0, got -0.1"),
         (["--model", "cnn1d", "--lr", "nan"], "train.learning_rate must be a finite number > 0, got nan"),
         (["--model", "cnn1d", "--set", "train.epochs=abc"], "bad value 'abc' for train.epochs: expected an integer"),
+        (["--model", "musicnn_msd"], "features.kind=musicnn"),
+        (["--model", "musicnn_msd", "--set", "features.kind=musicnn", "--finetune-lr-factor", "0.1"],
+         "--finetune-lr-factor needs --freeze-backbone-epochs"),
+        (["--model", "cnn1d", "--mixup", "-1"], "train.mixup_alpha must be a finite number >= 0, got -1.0"),
         (["--model", "cnn1d", "--folds", "3", "--strategy", "multiworker"], "--folds does not combine with --strategy multiworker"),
         (["--model", "cnn1d", "--monitor", "val_accuracy"], "unknown monitor 'val_accuracy'"),
     ],

@@ -78,10 +78,12 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
 def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_size: int, *,
                     shuffle: bool = True, seed: int = 0, shuffle_buffer: int = 2048, cache: bool = False,
                     sources: Collection[str] | None = None, originals_only: bool = False,
-                    clip_ids: bool = False, n_segments: int | None = None) -> tf.data.Dataset:
+                    clip_ids: bool = False, n_segments: int | None = None,
+                    mixup_alpha: float = 0.0) -> tf.data.Dataset:
     """Shuffled, batched, prefetched (inputs, one-hot label) segment batches for `model.fit`;
     (inputs, one-hot label, clip id) with `clip_ids`. `sources` and `originals_only` select clips
-    as in `clip_dataset`; `n_segments`, their segment count, is counted when not given."""
+    as in `clip_dataset`; `n_segments`, their segment count, is counted when not given. With `mixup_alpha` > 0
+    (and no clip ids), every batch mixed up (`mixup`)."""
     n_classes = len(fs.genres)
     clips = clip_dataset(fs, split, inputs, originals_only=originals_only, sources=sources,
                          shuffle_files=shuffle, seed=seed)
@@ -99,12 +101,42 @@ def segment_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], batch_s
     segments = segments.apply(tf.data.experimental.assert_cardinality(n_segments))
     if shuffle:
         segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = segments.batch(batch_size)
+    if mixup_alpha and not clip_ids:
+        batches = batches.enumerate().map(mixup(mixup_alpha, seed))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def mixup(alpha: float, seed):
+    """A map over enumerated batches (index, (inputs, labels)) -> each example mixed with another of
+    its batch (Zhang et al. 2018): x = lam x_i + (1 - lam) x_j and likewise the labels, lam ~
+    Beta(alpha, alpha) per example, every input of an example (segment and embeddings) with the same
+    lam; random numbers from (seed, index) alone. It needs the labels, so it lives in the training
+    pipeline, not in the model (evaluation never sees it)."""
+
+    def mix(index, batch):
+        features, labels = batch
+        key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+        seeds = tf.random.experimental.stateless_split(key, 3)
+        n = tf.shape(labels)[0]
+        a, b = (tf.random.stateless_gamma([n], seeds[i], alpha) for i in (0, 1))
+        lam = a / (a + b)
+        partner = tf.argsort(tf.random.stateless_uniform([n], seeds[2]))
+
+        def blend(x):
+            weight = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+            return weight * x + (1 - weight) * tf.gather(x, partner)
+
+        return {name: blend(x) for name, x in features.items()}, blend(labels)
+
+    return mix
 
 
 def training_batches(fs: FeatureSet, inputs: tuple[str, ...], batch_size: int, *, seed: int, epochs: range,
-                     shuffle_buffer: int = 2048, sources: Collection[str] | None = None) -> tf.data.Dataset:
-    """The shuffled training batches of `epochs`, one epoch after the other, for `model.fit(steps_per_epoch=...)`.
+                     shuffle_buffer: int = 2048, sources: Collection[str] | None = None,
+                     mixup_alpha: float = 0.0) -> tf.data.Dataset:
+    """The shuffled (and with `mixup_alpha`, mixed-up) training batches of `epochs`, one epoch after
+    the other, for `model.fit(steps_per_epoch=...)`.
 
     Every epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch k sees the
     batches the uninterrupted run saw from epoch k on.
@@ -118,7 +150,8 @@ def training_batches(fs: FeatureSet, inputs: tuple[str, ...], batch_size: int, *
         # function's own graph gets a fixed graph seed: the order depends on (seed, epoch) alone.
         tf.random.set_seed(EPOCH_GRAPH_SEED)
         return segment_dataset(fs, "train", inputs, batch_size, seed=seed * EPOCH_SEED_STRIDE + epoch,
-                               shuffle_buffer=shuffle_buffer, sources=sources, n_segments=n_segments)
+                               shuffle_buffer=shuffle_buffer, sources=sources, n_segments=n_segments,
+                               mixup_alpha=mixup_alpha)
 
     return tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 

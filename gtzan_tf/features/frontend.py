@@ -15,14 +15,20 @@ import functools
 import keras
 import tensorflow as tf
 
-from gtzan_tf.config import EMBEDDING_INPUTS, SEGMENTS, Config
-from gtzan_tf.features.layers import Chroma, MelSpectrogram, Mfcc, PowerToDb, RepeatPad, Segments, Standardize
+from gtzan_tf.config import EMBEDDING_INPUTS, RAW_KINDS, SEGMENTS, Config
+from gtzan_tf.features.layers import (Chroma, MelSpectrogram, Mfcc, PowerToDb, RepeatPad, Resample, Segments,
+                                      Standardize)
 from gtzan_tf.musicnn.embedding import MusicnnEmbedding
+from gtzan_tf.musicnn.frontend import MusicnnPatches
+from gtzan_tf.musicnn.params import PARAMS
 
 
 def feature_layers(cfg: Config) -> list[keras.layers.Layer]:
-    """Waveforms (batch, samples) -> features (batch, frames, bins) of the kind `cfg.features.kind`."""
+    """Waveforms (batch, samples) -> features (batch, frames, bins) of the kind `cfg.features.kind`
+    (musicnn: patches (batch, P, 187, 96), made as MusicnnEmbedding makes them)."""
     f, rate = cfg.features, cfg.audio.sample_rate
+    if f.kind == "musicnn":
+        return [Resample(rate, PARAMS.sample_rate, name="resample_16k"), MusicnnPatches(name="musicnn_patches")]
     if f.kind == "chroma":
         return [Chroma(rate, f.n_fft, f.hop_length, f.n_chroma, name="chroma")]
     layers = [MelSpectrogram(rate, f.n_fft, f.hop_length, f.n_mels, name="mel"), PowerToDb(top_db=f.top_db, name="db")]
@@ -41,6 +47,7 @@ class ClipFrontend(keras.layers.Layer):
         self.pad = RepeatPad(f.segment_samples, name="repeat_pad")
         self.features = feature_layers(cfg)
         self.segments = Segments(f.segment_frames, f.max_segments, name="segments")
+        self.patched, self.max_segments = f.kind == "musicnn", f.max_segments
         models = cfg.data.embeddings if embeddings is None else embeddings
         self.embedders = {
             EMBEDDING_INPUTS[model]: MusicnnEmbedding(model, cfg.audio.sample_rate, name=EMBEDDING_INPUTS[model])
@@ -52,7 +59,8 @@ class ClipFrontend(keras.layers.Layer):
         frames = padded
         for layer in self.features:
             frames = layer(frames)
-        clip = {SEGMENTS: self.segments(frames)[0]}
+        segments = (frames[:, : self.max_segments] if self.patched else self.segments(frames))[0]
+        clip = {SEGMENTS: segments}
         for name, embedder in self.embedders.items():
             clip[name] = embedder(padded[0])
         return clip
@@ -67,11 +75,14 @@ def frontend_function(cfg: Config, embeddings: tuple[str, ...] | None = None):
 
 
 def classifier_inputs(clip: dict, segment_input: str, names: tuple[str, ...], standardize: Standardize) -> dict:
-    """The classifier's inputs for one clip, one row per segment: the standardised segments under
-    `segment_input` (the feature kind), every clip embedding repeated on each segment."""
+    """The classifier's inputs for one clip, one row per segment: the segments under `segment_input`
+    (the feature kind), standardised unless the kind is raw (musicnn), every clip embedding
+    repeated on each segment."""
     segments = clip[SEGMENTS]
+    if segment_input not in RAW_KINDS:
+        segments = standardize(segments)
     n = tf.shape(segments)[0]
     return {
-        name: standardize(segments) if name == segment_input else tf.tile(clip[name][tf.newaxis], [n, 1])
+        name: segments if name == segment_input else tf.tile(clip[name][tf.newaxis], [n, 1])
         for name in names
     }

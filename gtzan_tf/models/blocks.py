@@ -14,8 +14,8 @@ class BuildSettings:
     """Options every builder receives.
 
     l1/l2 regularise the kernels of the Dense/Conv layers we create (not KerasHub backbone layers);
-    dropout comes before the final Dense; init and fusion are read by backbone and two-branch
-    builders only.
+    dropout comes before the final Dense; init is read by backbone builders, fusion and
+    branch_dropout by two-branch builders only.
     """
 
     l1: float = 0.0
@@ -23,6 +23,7 @@ class BuildSettings:
     dropout: float = 0.0
     init: str = "scratch"
     fusion: str = "reference"
+    branch_dropout: float = 0.0
 
     def regularizer(self) -> keras.regularizers.Regularizer | None:
         return keras.regularizers.L1L2(l1=self.l1, l2=self.l2) if self.l1 or self.l2 else None

@@ -44,11 +44,18 @@ def embedding_mlp(inputs, settings: BuildSettings, input_name: str):
 
 
 def two_branch(inputs, settings: BuildSettings, audio_branch: Callable, embedding_input: str = "msd_embedding"):
-    """`audio_branch` features and the embedding MLP, each projected as `settings.fusion` says, concatenated."""
+    """`audio_branch` features and the embedding MLP, each projected as `settings.fusion` says, concatenated.
+
+    With `settings.branch_dropout` p, training drops a sample's whole (projected) audio branch with
+    probability p (Dropout with one noise value per sample), so the head must also classify from
+    the embedding alone and cannot lean on a branch that memorises small training sets.
+    """
     fusion = get_fusion(settings.fusion)
     audio = audio_branch(inputs, settings)
     if fusion.audio_width:
         audio = dense_bn_relu(audio, fusion.audio_width, settings, name="audio_proj")
+    if settings.branch_dropout:
+        audio = layers.Dropout(settings.branch_dropout, noise_shape=(None, 1), name="branch_dropout")(audio)
     embedding = embedding_mlp(inputs, settings, embedding_input)
     if fusion.embedding_width:
         embedding = settings.dense(fusion.embedding_width, "embedding_proj_dense")(embedding)

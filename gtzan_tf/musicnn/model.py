@@ -77,8 +77,11 @@ class FrontendBlock(layers.Layer):
     filters for which that bound is below DEAD_FILTER_TOLERANCE get that constant. Training left
     many pretrained filters dead (kernels decayed to about 1e-30): on music, 497 of MSD musicnn's
     561 front-end filters and 234 of MTT musicnn's.
-    Weights: Conv2D's kernel (frames, mels, 1, filters) and bias, BatchNormalization's gamma,
-    beta, moving_mean and moving_variance. Subclasses compute the convolution.
+    That shortcut is for inference (and a frozen block) only: a trainable block in training
+    convolves every filter, and inference re-derives the dead filters from the current weights.
+    Weights: Conv2D's kernel (frames, mels, 1, filters) and bias (trainable), BatchNormalization's
+    gamma, beta, moving_mean and moving_variance (frozen: batch norm always uses its statistics).
+    Subclasses compute the convolution.
     """
 
     pool_axis: int  # mel axis of the convolution's output
@@ -88,11 +91,11 @@ class FrontendBlock(layers.Layer):
         self.filters, self.kernel_size, self.epsilon = filters, tuple(kernel_size), epsilon
 
     def build(self, input_shape):
-        def weight(name, shape, initializer="zeros"):
-            return self.add_weight(shape=shape, name=name, initializer=initializer, trainable=False)
+        def weight(name, shape, initializer="zeros", trainable=False):
+            return self.add_weight(shape=shape, name=name, initializer=initializer, trainable=trainable)
 
-        self.kernel = weight("kernel", (*self.kernel_size, 1, self.filters), "glorot_uniform")
-        self.bias = weight("bias", (self.filters,))
+        self.kernel = weight("kernel", (*self.kernel_size, 1, self.filters), "glorot_uniform", trainable=True)
+        self.bias = weight("bias", (self.filters,), trainable=True)
         self.gamma = weight("gamma", (self.filters,), "ones")
         self.beta = weight("beta", (self.filters,))
         self.moving_mean = weight("moving_mean", (self.filters,))
@@ -102,9 +105,13 @@ class FrontendBlock(layers.Layer):
         """Convolution of x with kernel (frames, mels, n), no bias; mel axis `pool_axis`."""
         raise NotImplementedError
 
-    def call(self, x):
+    def call(self, x, training=False):
         scale = self.gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
         kernel = tf.reshape(self.kernel, (*self.kernel_size, self.filters))
+        if training and self.trainable:  # every filter, so that gradients reach them all
+            sign = tf.where(scale < 0, -1.0, 1.0)
+            peak = tf.reduce_max(self.convolve(x, kernel * sign), axis=self.pool_axis)
+            return tf.nn.relu(sign * peak + self.bias) * scale + (self.beta - self.moving_mean * scale)
         reach = tf.abs(scale) * tf.reduce_sum(tf.abs(kernel), axis=(0, 1)) * tf.reduce_max(tf.abs(x))
         # The filter of largest reach is always convolved: oneDNN rejects a convolution with no filters.
         live = (reach > DEAD_FILTER_TOLERANCE) | (tf.range(self.filters) == tf.argmax(reach, output_type=tf.int32))

@@ -49,7 +49,7 @@ def make_callbacks(cfg: Config, run_dir: Path, val_clips: tf.data.Dataset | None
     if val_clips is not None:
         callbacks.insert(0, ClipMetrics(val_clips))
     if t.freeze_backbone_epochs:
-        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
+        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
     backup = run_dir / BACKUP
     return callbacks + [CallbackState(backup, callbacks, first_epoch),
                         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
@@ -80,14 +80,18 @@ class ClipMetrics(keras.callbacks.Callback):
 
 
 class FreezeBackbone(keras.callbacks.Callback):
-    """Keeps the pretrained backbone frozen for the first `epochs` epochs, then fine-tunes it."""
+    """Keeps the pretrained backbone frozen for the first `epochs` epochs (the head learns first),
+    then fine-tunes the whole network with the learning rate multiplied by `lr_factor`."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, lr_factor: float = 1.0):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.lr_factor = epochs, lr_factor
 
     def on_epoch_begin(self, epoch, logs=None):
         frozen = epoch < self.epochs
         if self.model.get_layer("backbone").trainable == frozen:
             set_backbone_trainable(self.model, not frozen)
+            if not frozen and self.lr_factor != 1.0:
+                optimizer = self.model.optimizer
+                optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * self.lr_factor
             self.model.make_train_function(force=True)

@@ -19,7 +19,7 @@ from gtzan_tf.data.pipeline import (
 )
 from gtzan_tf.errors import UserError
 from gtzan_tf.files import claim_folder, owner_kind, write_json
-from gtzan_tf.models.registry import build_for, get_spec, run_inputs
+from gtzan_tf.models.registry import build_for, get_spec, run_inputs, segment_kind
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
 from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
 from gtzan_tf.training.callbacks import BACKUP, MONITORS, check_finite_loss, make_callbacks
@@ -46,8 +46,14 @@ def validate(cfg: Config) -> None:
         raise UserError(f"unknown strategy {t.strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if t.schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {t.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if t.freeze_backbone_epochs and not get_spec(t.model).has_backbone:
-        raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*), not {t.model}")
+    spec = get_spec(t.model)
+    if t.freeze_backbone_epochs and not spec.has_backbone:
+        raise UserError(f"--freeze-backbone-epochs needs a model with a backbone (vgg*, resnet*, musicnn*), not {t.model}")
+    segment_kind(t.model, cfg.features.kind)
+    if t.finetune_lr_factor != 1 and (not t.freeze_backbone_epochs or t.schedule != "constant"):
+        raise UserError("--finetune-lr-factor needs --freeze-backbone-epochs and the constant schedule")
+    if t.strategy == "multiworker" and (t.mixup_alpha or t.finetune_lr_factor != 1):
+        raise UserError("--mixup and --finetune-lr-factor are not supported with --strategy multiworker")
 
 
 def default_features_dir(run_dir: Path, cfg: Config) -> Path:
@@ -131,7 +137,8 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     global_batch = t.batch_size * strategy.num_replicas_in_sync
     train_sources, valid_split, valid_sources = (None, "valid", None) if fold is None else (fold.train, "train", fold.valid)
     train_ds = training_batches(fs, inputs, global_batch, seed=t.seed, epochs=range(first_epoch, t.epochs),
-                                shuffle_buffer=t.shuffle_buffer, sources=train_sources)
+                                shuffle_buffer=t.shuffle_buffer, sources=train_sources,
+                                mixup_alpha=t.mixup_alpha)
     val_ds = segment_dataset(fs, valid_split, inputs, t.eval_batch_size, shuffle=False, sources=valid_sources,
                              originals_only=fold is not None)
     val_clips = eval_clip_dataset(fs, valid_split, inputs, sources=valid_sources)
