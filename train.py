@@ -15,7 +15,8 @@ FLAGS = {
     "dropout": "dropout", "label_smoothing": "label_smoothing", "seed": "seed", "seeds": "seeds",
     "folds": "folds", "refit": "refit", "monitor": "monitor", "init": "init", "fusion": "fusion",
     "freeze_backbone_epochs": "freeze_backbone_epochs", "finetune_lr_factor": "finetune_lr_factor",
-    "mixup": "mixup_alpha", "branch_dropout": "branch_dropout", "patience": "early_stopping_patience",
+    "mixup": "mixup_alpha", "branch_dropout": "branch_dropout", "embedding_epochs": "embedding_epochs",
+    "patience": "early_stopping_patience",
     "mixed_precision": "mixed_precision", "jit": "jit", "strategy": "strategy",
 }
 
@@ -47,11 +48,14 @@ def parse_args(argv):
     p.add_argument("--monitor", help="checkpoint and early-stopping signal: val_clip_loss | val_clip_accuracy "
                    "(ties broken by the loss)")
     p.add_argument("--init", help="scratch | KerasHub preset name | local preset folder | file.weights.h5")
-    p.add_argument("--fusion", help="two-branch fusion: reference (8+8 logits) | wide (pooled features)")
+    p.add_argument("--fusion", help="two-branch fusion: reference (8+8 logits) | wide (pooled features) | "
+                                    "gated (embedding + a zero-initialised gate x audio)")
     p.add_argument("--freeze-backbone-epochs", type=int, help="train the new head only for N epochs first")
     p.add_argument("--finetune-lr-factor", type=float, help="learning rate x this once the backbone is unfrozen")
     p.add_argument("--mixup", type=float, help="mixup alpha (0: off)")
     p.add_argument("--branch-dropout", type=float, help="two-branch models: drop the spectrogram branch per sample")
+    p.add_argument("--embedding-epochs", type=int,
+                   help="--fusion gated: train the embedding branch alone for up to N epochs first")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                    help="float16 compute (default: on with a GPU)")

@@ -3,7 +3,8 @@
     python benchmarks/accuracy.py --data DIR [--folds K] [--models mlp_msd resnet34_msd:8] [--epochs N] [--refit]
 
 Prepares DIR once (MSD musicnn embedding, no validation hold-out) into OUT/features, trains every
-model with `--folds K` (`name:N` trains that model for N epochs) and scores it on DIR's test list:
+model with `--folds K` (`name:N` trains that model for N epochs, `name:N:key=value,...` also sets
+those train.* keys, e.g. `resnet34_msd:4:fusion=gated,embedding_epochs=60`) and scores it on DIR's test list:
 each fold model alone (mean ± std over the K folds), their ensemble (mean of probabilities, with
 macro-F1), the out-of-fold clip accuracy on the training clips, and the training time; with
 `--refit`, also the model refit on all training clips for the folds' median best epoch. The first
@@ -82,7 +83,7 @@ def logistic_regression_row(fs, cfg) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def model_row(cfg, data: Path, features: Path, run_dir: Path) -> dict:
+def model_row(cfg, data: Path, features: Path, run_dir: Path, label: str) -> dict:
     from gtzan_tf.data.pipeline import eval_clip_dataset, load_feature_set
     from gtzan_tf.evaluation.metrics import clip_accuracy, evaluate_predictions, predict_clips
     from gtzan_tf.inference import load_run
@@ -98,7 +99,7 @@ def model_row(cfg, data: Path, features: Path, run_dir: Path) -> dict:
     fold_test = [clip_accuracy(*predict_clips(member.model, test)) for member in run.members]
     ensemble = evaluate_predictions(*predict_clips(ensemble_model([m.model for m in run.members]), test), fs.genres)
     epochs = f"{cfg.train.epochs} (refit {summary['refit_epochs']})" if cfg.train.refit else str(cfg.train.epochs)
-    return {"model": cfg.train.model, "epochs": epochs,
+    return {"model": label, "epochs": epochs,
             "fold": (np.mean(fold_test), np.std(fold_test, ddof=1)), "ensemble": ensemble["clip_accuracy"],
             "macro_f1": ensemble["macro_f1"], "oof": summary["valid_clip_accuracy"],
             "refit": summary["test_clip_accuracy"] if cfg.train.refit else None, "seconds": seconds}
@@ -141,12 +142,16 @@ def main(argv=None) -> None:
     rows = [logistic_regression_row(fs, base)]
     print(table(rows), file=sys.stderr)
     for spec in args.models:
-        name, _, epochs = spec.partition(":")
+        name, _, rest = spec.partition(":")
+        epochs, _, settings = rest.partition(":")
         cfg = base.replace(train={"model": name, "epochs": int(epochs or args.epochs), **RECIPES.get(name, {})})
+        cfg = cfg.with_overrides([f"train.{item}" for item in settings.split(",") if item])
         kind, model_features = get_spec(name).feature_kind, features
         if kind and kind != base.features.kind:  # e.g. musicnn patches: a features folder of their own
             cfg, model_features = cfg.replace(features={"kind": kind}), args.out / f"features-{kind}"
-        rows.append(model_row(cfg, args.data, model_features, args.out / "runs" / name))
+        label = f"{name} ({settings.replace(',', ', ')})" if settings else name
+        run_name = "-".join([name, *settings.split(",")]) if settings else name
+        rows.append(model_row(cfg, args.data, model_features, args.out / "runs" / run_name, label))
         print(table(rows), file=sys.stderr)
     counts = {split: fs.count(split, "source_clips") for split in ("train", "test")}
     print(f"{args.data} ({counts['train'] + counts['test']} clips: {counts['train']} train / {counts['test']} test), "

@@ -247,6 +247,8 @@ class TrainConfig(Section):
     freq_mask_bins: int = 12
     mixup_alpha: float = 0.0  # mixup of segment batches (inputs and labels), Beta(alpha, alpha)
     branch_dropout: float = 0.0  # two-branch models: drop the whole spectrogram branch of a sample
+    # Gated two-branch models: train the embedding branch alone for up to N epochs first (0: off).
+    embedding_epochs: int = 0
     early_stopping_patience: int = 20
     reduce_lr_patience: int = 8
     shuffle_buffer: int = 2048
@@ -268,7 +270,7 @@ class TrainConfig(Section):
                 *((key, _at_least(getattr(self, key), 0), "a finite number >= 0") for key in ("weight_decay", "l1", "l2")),
                 *((key, getattr(self, key) >= 0, at_least_0)
                   for key in ("freeze_backbone_epochs", "early_stopping_patience", "reduce_lr_patience",
-                              "time_masks", "freq_masks")),
+                              "time_masks", "freq_masks", "embedding_epochs")),
                 *((key, getattr(self, key) >= 1, at_least_1) for key in ("time_mask_frames", "freq_mask_bins")),
                 ("finetune_lr_factor", _positive(self.finetune_lr_factor) and self.finetune_lr_factor <= 1,
                  "in (0, 1]"),

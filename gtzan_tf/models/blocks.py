@@ -7,6 +7,7 @@ import keras
 from keras import layers
 
 OUTPUT_NAME = "genre"
+HEAD_LAYERS = ("head_dropout", "logits", OUTPUT_NAME)  # genre_head's layers, in order (dropout optional)
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ def dense_bn_relu(x, units: int, settings: BuildSettings, name: str):
 def genre_head(features, n_classes: int, settings: BuildSettings):
     """Dropout -> Dense -> softmax, the softmax in float32 even under a mixed-precision policy."""
     if settings.dropout:
-        features = layers.Dropout(settings.dropout, name="head_dropout")(features)
-    logits = settings.dense(n_classes, "logits")(features)
-    return layers.Activation("softmax", dtype="float32", name=OUTPUT_NAME)(logits)
+        features = layers.Dropout(settings.dropout, name=HEAD_LAYERS[0])(features)
+    logits = settings.dense(n_classes, HEAD_LAYERS[1])(features)
+    return layers.Activation("softmax", dtype="float32", name=HEAD_LAYERS[2])(logits)
 
 
 def first_line(exc: BaseException) -> str:

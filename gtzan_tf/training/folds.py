@@ -105,7 +105,7 @@ def train_refit(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
     callbacks = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
                  keras.callbacks.BackupAndRestore(str(run_dir / "backup"))]
     if t.freeze_backbone_epochs:
-        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs))
+        callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
     model.fit(train_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.save_weights(run_dir / "best.weights.h5")
     test = eval_clip_dataset(fs, "test", inputs)

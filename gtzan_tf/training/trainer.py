@@ -6,13 +6,14 @@ A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gtzan_tf.config import Config
+from gtzan_tf.config import EMBEDDING_INPUTS, SEGMENTS, Config
 from gtzan_tf.data.folds import Fold
 from gtzan_tf.data.pipeline import (
     FeatureSet, count_segments, eval_clip_dataset, segment_dataset, training_batches,
@@ -21,10 +22,13 @@ from gtzan_tf.errors import UserError
 from gtzan_tf.files import claim_folder, owner_kind, write_json
 from gtzan_tf.models.registry import build_for, get_spec, run_inputs, segment_kind
 from gtzan_tf.prepare import MANIFEST, ensure_prepared
-from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.evaluation.metrics import clip_accuracy, clip_scores, predict_clips
+from gtzan_tf.models.fusion import embedding_branch_model
 from gtzan_tf.training.callbacks import BACKUP, MONITORS, check_finite_loss, make_callbacks
 from gtzan_tf.training.resume import keep_history, resume_epoch
 
+EMBEDDING_HISTORY = "embedding_history.csv"  # the embedding-branch stage of --embedding-epochs
+EMBEDDING_STAGE = "embedding_stage.json"  # its validation score, the bar the later epochs had to beat
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("auto", "mirrored", "multiworker")
@@ -52,8 +56,14 @@ def validate(cfg: Config) -> None:
     segment_kind(t.model, cfg.features.kind)
     if t.finetune_lr_factor != 1 and (not t.freeze_backbone_epochs or t.schedule != "constant"):
         raise UserError("--finetune-lr-factor needs --freeze-backbone-epochs and the constant schedule")
-    if t.strategy == "multiworker" and (t.mixup_alpha or t.finetune_lr_factor != 1):
-        raise UserError("--mixup and --finetune-lr-factor are not supported with --strategy multiworker")
+    if t.strategy == "multiworker" and (t.mixup_alpha or t.finetune_lr_factor != 1 or t.embedding_epochs):
+        raise UserError("--mixup, --finetune-lr-factor and --embedding-epochs are not supported with --strategy multiworker")
+    if t.embedding_epochs and (t.fusion != "gated" or EMBEDDING_INPUTS["MSD_musicnn"] not in spec.inputs
+                               or SEGMENTS not in spec.inputs):
+        raise UserError(f"--embedding-epochs needs a two-branch model (cnn2d_msd, resnet34_msd, musicnn_msd_fusion) "
+                        f"with --fusion gated, not {t.model} with --fusion {t.fusion}")
+    if t.embedding_epochs and t.refit:
+        raise UserError("--refit does not run the --embedding-epochs stage: use the fold ensemble (drop --refit)")
 
 
 def default_features_dir(run_dir: Path, cfg: Config) -> Path:
@@ -146,11 +156,48 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     with strategy.scope():
         model = compile_model(cfg, len(fs.genres), steps_per_epoch)
     callbacks = make_callbacks(cfg, run_dir, val_clips, first_epoch)
+    if t.embedding_epochs and not first_epoch:
+        with strategy.scope():
+            train_embedding_branch(cfg, fs, model, run_dir, callbacks, val_clips, steps_per_epoch, train_sources,
+                                   valid_split, valid_sources, verbose)
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, initial_epoch=first_epoch,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
     check_finite_loss(history.history.get("loss", []), run_dir, first_epoch)
     model.load_weights(run_dir / "best.weights.h5")
     return finish_run(cfg, fs, model, run_dir, fold)
+
+
+def train_embedding_branch(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, callbacks: list,
+                           val_clips: tf.data.Dataset, steps_per_epoch: int, train_sources, valid_split: str,
+                           valid_sources, verbose: int) -> None:
+    """The first stage of a gated two-branch run (--embedding-epochs N): the embedding branch and
+    the head alone (`embedding_branch_model`, no audio computed) for up to N epochs on the same
+    training segments, keeping its best epoch by val_loss (Keras EarlyStopping with
+    restore_best_weights); history in embedding_history.csv. The audio gate is still 0, so `model`
+    is then that branch exactly: its weights become best.weights.h5 and its validation score the
+    ModelCheckpoint's bar, so the run ends on a model no worse on validation than its embedding
+    branch alone (run.json: best_epoch 0 when no later epoch beat it)."""
+    t = cfg.train
+    branch = embedding_branch_model(model)
+    names = tuple(branch.input)
+    branch.compile(optimizer=make_optimizer(cfg, steps_per_epoch),
+                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
+    train = training_batches(fs, names, t.batch_size, seed=t.seed, epochs=range(t.embedding_epochs),
+                             shuffle_buffer=t.shuffle_buffer, sources=train_sources, mixup_alpha=t.mixup_alpha)
+    valid = segment_dataset(fs, valid_split, names, t.eval_batch_size, shuffle=False, sources=valid_sources,
+                            originals_only=valid_sources is not None)
+    branch.fit(train, validation_data=valid, epochs=t.embedding_epochs, steps_per_epoch=steps_per_epoch,
+               verbose=verbose, shuffle=False, callbacks=[
+                   keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience,
+                                                 restore_best_weights=True),
+                   keras.callbacks.CSVLogger(str(run_dir / EMBEDDING_HISTORY))])
+    monitor, _ = MONITORS[t.monitor]
+    score = clip_scores(*predict_clips(model, val_clips))[monitor.removeprefix("val_")]
+    model.optimizer.build(model.trainable_variables)  # saved as ModelCheckpoint will save it, slots and all
+    model.save_weights(run_dir / "best.weights.h5")
+    checkpoint = next(cb for cb in callbacks if isinstance(cb, keras.callbacks.ModelCheckpoint))
+    checkpoint.best = score
+    write_json(run_dir / EMBEDDING_STAGE, {"monitor": monitor, "value": score})
 
 
 def compile_model(cfg: Config, n_classes: int, steps_per_epoch: int) -> keras.Model:
@@ -175,13 +222,21 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
     }
     history = _read_history(run_dir / "history.csv")
     monitor, mode = MONITORS[cfg.train.monitor]
+    values = [row[monitor] for row in history]
     best = np.argmin if mode == "min" else np.argmax
     summary = {
         **run_identity(cfg, fs),
         "epochs_run": len(history),
-        "best_epoch": int(best([row[monitor] for row in history])) + 1 if history else None,
+        "best_epoch": int(best(values)) + 1 if history else None,
         **scores,
     }
+    stage = run_dir / EMBEDDING_STAGE
+    if stage.is_file():  # --embedding-epochs: epoch 0 is the embedding branch, kept unless beaten
+        bar = json.loads(stage.read_text())["value"]
+        beaten = [v < bar if mode == "min" else v > bar for v in values]
+        summary["embedding_stage"] = {monitor: bar, "kept": not any(beaten)}
+        if not any(beaten):
+            summary["best_epoch"] = 0
     if fold is not None:
         summary.update(fold=fold.index, valid_clips=len(fold.valid))
     keras.mixed_precision.set_global_policy("float32")
