@@ -54,6 +54,10 @@ class ClipFrontend(keras.layers.Layer):
             for model in models
         }
 
+    def build(self, input_shape):
+        """Nothing of its own: each sub-layer builds on its first call (without this, Keras warns
+        that the musicnn patch layers are unbuilt when the serving model is traced)."""
+
     def call(self, waveform):
         padded = self.pad(waveform[tf.newaxis])
         frames = padded
