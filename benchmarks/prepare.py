@@ -5,7 +5,7 @@
 Each measurement runs `python -m gtzan_tf.prepare` in a fresh process into a fresh folder
 (TensorFlow start-up and the musicnn weight loading and graph tracing of each worker included, as a
 user sees it). Clips counted are source clips; training and validation clips also get one augmented
-copy each. Every configuration is also timed on a one-clip-per-genre set: the difference of the two
+copy each. Every configuration is also timed on a set of 4 clips per genre: the difference of the two
 times over the difference of their clip versions (originals and augmented copies) is the marginal
 cost per version, and what is left of the small run is the fixed start-up cost. `--baseline` times
 another checkout of the project (e.g. a `git worktree` of an older commit) on the same data in the
@@ -29,6 +29,7 @@ from gtzan_tf.synth import generate_dataset
 ROOT = Path(__file__).resolve().parents[1]
 GTZAN8_VERSIONS = 730 + 580
 BOTH = "MSD_musicnn,MTT_musicnn"
+SMALL_CLIPS_PER_GENRE = 4
 FEATURES = (("log-mel only", ""), ("log-mel + MSD musicnn", "MSD_musicnn"), ("log-mel + MSD/MTT musicnn", BOTH))
 
 
@@ -36,7 +37,7 @@ def measure(code: Path, data: Path, embeddings: str, workers: int, scratch: Path
     """(seconds, source clips, clip versions) of one prepare run with the code of checkout `code`."""
     out = scratch / f"{code.name}-w{workers}-{embeddings or 'none'}-{time.monotonic_ns()}"
     cmd = [sys.executable, "-m", "gtzan_tf.prepare", "--data", str(data), "--out", str(out),
-           "--workers", str(workers), "--set", "data.validation_per_genre=2", "--set", f"data.embeddings={embeddings}"]
+           "--workers", str(workers), "--set", "data.validation_per_genre=1", "--set", f"data.embeddings={embeddings}"]
     env = {**os.environ, "PYTHONPATH": str(code)}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=code, env=env)
@@ -57,8 +58,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         data = generate_dataset(scratch / "gtzan", clips_per_genre=args.clips_per_genre, seconds=args.seconds, seed=0)
-        small = generate_dataset(scratch / "gtzan-small", clips_per_genre=1, seconds=args.seconds, seed=1)
-        print(f"demo set: 8 genres x {args.clips_per_genre} clips x {args.seconds:g} s (and 8 x 1 for the start-up); "
+        small = generate_dataset(scratch / "gtzan-small", clips_per_genre=SMALL_CLIPS_PER_GENRE, seconds=args.seconds, seed=1)
+        print(f"demo set: 8 genres x {args.clips_per_genre} clips x {args.seconds:g} s (and 8 x {SMALL_CLIPS_PER_GENRE} for the start-up); "
               f"median of {args.repeats}")
         print(f"{'code':<10}{'features':<28}{'workers':>8}{'clips/s':>10}{'s/version':>11}{'marginal':>10}{'start-up':>10}")
         costs = {}  # (code, embeddings, workers) -> (start-up s, marginal s per version)
