@@ -35,23 +35,30 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
     features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
     prepare_features(cfg, Path(data_dir), features_dir, workers, skip_bad)
     fs = load_feature_set(features_dir)
-    if use_mixed_precision(cfg):
-        keras.mixed_precision.set_global_policy("mixed_float16")
     claim_run_folder(run_dir)
     cfg.save(run_dir / "config.json")
-    train_seed = train_folds if cfg.train.folds > 1 else train_one
-    if cfg.train.seeds == 1:
-        summary = train_seed(cfg, fs, run_dir, verbose)
-    else:
-        runs = []
-        for k in range(cfg.train.seeds):
-            seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
-            seed_dir = run_dir / f"seed-{k}"
-            finished = seed_dir / "run.json"
-            runs.append(json.loads(finished.read_text()) if finished.is_file() else train_seed(seed_cfg, fs, seed_dir, verbose))
-        summary = summarize_runs(cfg, fs, runs)
+    # One policy for every seed and fold of the run; float32 again afterwards (export, evaluation).
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed_precision(cfg) else "float32")
+    try:
+        summary = train_seeds(cfg, fs, run_dir, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     write_json(run_dir / "run.json", summary)
     return summary
+
+
+def train_seeds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int) -> dict:
+    """`cfg.train.seeds` runs (each cross-validated with --folds), in seed-k/ when there are several."""
+    train_seed = train_folds if cfg.train.folds > 1 else train_one
+    if cfg.train.seeds == 1:
+        return train_seed(cfg, fs, run_dir, verbose)
+    runs = []
+    for k in range(cfg.train.seeds):
+        seed_cfg = cfg.replace(train={"seed": cfg.train.seed + k, "seeds": 1})
+        seed_dir = run_dir / f"seed-{k}"
+        finished = seed_dir / "run.json"
+        runs.append(json.loads(finished.read_text()) if finished.is_file() else train_seed(seed_cfg, fs, seed_dir, verbose))
+    return summarize_runs(cfg, fs, runs)
 
 
 def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:

@@ -239,7 +239,6 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
             summary["best_epoch"] = 0
     if fold is not None:
         summary.update(fold=fold.index, valid_clips=len(fold.valid))
-    keras.mixed_precision.set_global_policy("float32")
     write_json(run_dir / "run.json", summary)
     return summary
 
