@@ -11,10 +11,8 @@ line: the epoch's steps plus the chief's validation), median over the epochs aft
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from pathlib import Path
 from gtzan_tf.config import Config
 from gtzan_tf.prepare import prepare
 from gtzan_tf.synth import generate_dataset
+from gtzan_tf.training.multiworker import local_tf_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["--set", "data.validation_per_genre=2", "--set", "data.embeddings="]
@@ -33,20 +32,9 @@ RUNS = (("1 process, model.fit", 1, "auto"), ("1 process, multi-worker loop", 1,
         ("2 local workers", 2, "multiworker"))
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def run(workers: int, strategy: str, args, data: Path, features: Path, out: Path) -> tuple[int, list[float]]:
     """Steps per epoch and the chief's ms/step of every epoch after the first."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
+    tf_configs = local_tf_configs(workers)
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     cmd = [sys.executable, "train.py", "--strategy", strategy, "--model", args.model, "--data", str(data),
            "--features", str(features), "--out", str(out), "--epochs", str(args.epochs),
@@ -55,7 +43,7 @@ def run(workers: int, strategy: str, args, data: Path, features: Path, out: Path
     for index in range(workers):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
         if strategy == "multiworker":
-            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = tf_configs[index]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True))
     outputs = [p.communicate(timeout=1800)[0] for p in procs]

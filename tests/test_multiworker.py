@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from gtzan_tf.config import Config
 from gtzan_tf.errors import UserError
 from gtzan_tf.training import experiment, multiworker, trainer
 from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, make_callbacks
-from gtzan_tf.training.multiworker import check_tf_config, weights_digest, worker_index
+from gtzan_tf.training.multiworker import check_tf_config, local_tf_configs, weights_digest, worker_index
 
 from conftest import ROOT
 
@@ -43,24 +42,13 @@ CHIEF_UMASK, WORKER_UMASK = 0o022, 0o077
 ONE_PROCESS_ATOL = 1e-5
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def start_workers(run: Path, tiny_data: Path, tiny_features: Path, workers: int, batch_size: int) -> list:
     """`train.py --strategy multiworker` as `workers` local processes, each in its own process group.
 
     Returns (process, stdout file, stderr file) per worker; the non-chief runs with umask 077, so
     that any file it made under RUN lacks group/other read permission.
     """
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
+    tf_configs = local_tf_configs(workers)
     cmd = [sys.executable, "train.py", "--strategy", "multiworker", "--model", "cnn1d", "--data", str(tiny_data),
            "--out", str(run), "--features", str(tiny_features), "--epochs", str(EPOCHS),
            "--batch-size", str(batch_size), "--quiet", *TINY_FLAGS]
@@ -70,7 +58,7 @@ def start_workers(run: Path, tiny_data: Path, tiny_features: Path, workers: int,
         (logs / "tmp").mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "TF_CONFIG": tf_configs[index],
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1",
             # Two processes on two cores: one compute thread each.

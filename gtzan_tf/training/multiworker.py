@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -50,6 +51,20 @@ VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_clip_accuracy", "val_clip_lo
 # filesystem with attribute caching (NFS).
 MANIFEST_VISIBLE_TIMEOUT_S = 120.0
 CHIEF_EXIT_GRACE_S = 2.0
+
+
+def local_tf_configs(workers: int) -> list[str]:
+    """The TF_CONFIG (JSON) of each worker of a `workers`-process cluster on this machine, on free
+    127.0.0.1 ports: to try --strategy multiworker on one machine (the tests and the benchmark do)."""
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    finally:
+        for s in sockets:
+            s.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(workers)]
 
 
 def check_tf_config() -> dict:
