@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -146,11 +147,15 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     strategy = make_strategy(t.strategy)
     global_batch = t.batch_size * strategy.num_replicas_in_sync
     train_sources, valid_split, valid_sources = (None, "valid", None) if fold is None else (fold.train, "train", fold.valid)
-    train_ds = training_batches(fs, inputs, global_batch, seed=t.seed, epochs=range(first_epoch, t.epochs),
-                                shuffle_buffer=t.shuffle_buffer, sources=train_sources,
-                                mixup_alpha=t.mixup_alpha)
-    val_ds = segment_dataset(fs, valid_split, inputs, t.eval_batch_size, shuffle=False, sources=valid_sources,
-                             originals_only=fold is not None)
+
+    def datasets(names: tuple[str, ...], epochs: range) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        """(training batches of `epochs`, validation batches) of the inputs `names`."""
+        train = training_batches(fs, names, global_batch, seed=t.seed, epochs=epochs, shuffle_buffer=t.shuffle_buffer,
+                                 sources=train_sources, mixup_alpha=t.mixup_alpha)
+        return train, segment_dataset(fs, valid_split, names, t.eval_batch_size, shuffle=False, sources=valid_sources,
+                                      originals_only=fold is not None)
+
+    train_ds, val_ds = datasets(inputs, range(first_epoch, t.epochs))
     val_clips = eval_clip_dataset(fs, valid_split, inputs, sources=valid_sources)
     steps_per_epoch = int(np.ceil(count_segments(fs, "train", train_sources) / global_batch))
     with strategy.scope():
@@ -158,8 +163,7 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     callbacks = make_callbacks(cfg, run_dir, val_clips, first_epoch)
     if t.embedding_epochs and not first_epoch:
         with strategy.scope():
-            train_embedding_branch(cfg, fs, model, run_dir, callbacks, val_clips, steps_per_epoch, train_sources,
-                                   valid_split, valid_sources, verbose)
+            train_embedding_branch(cfg, model, run_dir, callbacks, val_clips, datasets, steps_per_epoch, verbose)
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, initial_epoch=first_epoch,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
     check_finite_loss(history.history.get("loss", []), run_dir, first_epoch)
@@ -167,25 +171,21 @@ def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold
     return finish_run(cfg, fs, model, run_dir, fold)
 
 
-def train_embedding_branch(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, callbacks: list,
-                           val_clips: tf.data.Dataset, steps_per_epoch: int, train_sources, valid_split: str,
-                           valid_sources, verbose: int) -> None:
+def train_embedding_branch(cfg: Config, model: keras.Model, run_dir: Path, callbacks: list, val_clips: tf.data.Dataset,
+                           datasets: Callable, steps_per_epoch: int, verbose: int) -> None:
     """The first stage of a gated two-branch run (--embedding-epochs N): the embedding branch and
     the head alone (`embedding_branch_model`, no audio computed) for up to N epochs on the same
-    training segments, keeping its best epoch by val_loss (Keras EarlyStopping with
-    restore_best_weights); history in embedding_history.csv. The audio gate is still 0, so `model`
-    is then that branch exactly: its weights become best.weights.h5 and its validation score the
-    ModelCheckpoint's bar, so the run ends on a model no worse on validation than its embedding
-    branch alone (run.json: best_epoch 0 when no later epoch beat it)."""
+    training segments (`datasets(input names, epochs)`, as the run's), keeping its best epoch by
+    val_loss (Keras EarlyStopping with restore_best_weights); history in embedding_history.csv.
+    The audio gate is still 0, so `model` is then that branch exactly: its weights become
+    best.weights.h5 and its validation score the ModelCheckpoint's bar, so the run ends on a model
+    no worse on validation than its embedding branch alone (run.json: best_epoch 0 when no later
+    epoch beat it)."""
     t = cfg.train
     branch = embedding_branch_model(model)
-    names = tuple(branch.input)
     branch.compile(optimizer=make_optimizer(cfg, steps_per_epoch),
                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
-    train = training_batches(fs, names, t.batch_size, seed=t.seed, epochs=range(t.embedding_epochs),
-                             shuffle_buffer=t.shuffle_buffer, sources=train_sources, mixup_alpha=t.mixup_alpha)
-    valid = segment_dataset(fs, valid_split, names, t.eval_batch_size, shuffle=False, sources=valid_sources,
-                            originals_only=valid_sources is not None)
+    train, valid = datasets(tuple(branch.input), range(t.embedding_epochs))
     branch.fit(train, validation_data=valid, epochs=t.embedding_epochs, steps_per_epoch=steps_per_epoch,
                verbose=verbose, shuffle=False, callbacks=[
                    keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience,
