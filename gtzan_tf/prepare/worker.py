@@ -8,12 +8,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from gtzan_tf import import_tensorflow_quietly
-from gtzan_tf.config import Config
+from gtzan_tf.config import SEGMENTS, Config
 from gtzan_tf.errors import BadAudioError
 from gtzan_tf.files import atomic_path, write_json
 from gtzan_tf.prepare.plan import ShardTask
@@ -52,41 +53,48 @@ def init_worker(threads: int | None) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def decode_versions(task: ShardTask, cfg: Config, skip_bad: bool) -> tuple[list[Version], list[dict]]:
-    """The shard's clips decoded, each followed by its augmented copies; and the skipped files."""
+def clip_versions(clip: tuple[str, str, int, str], cfg: Config, augmenter) -> list[Version]:
+    """One clip decoded, followed by its augmented copies when `augmenter` is given (BadAudioError
+    for a file that is not usable audio)."""
     from gtzan_tf.data.audio import load_audio
-    from gtzan_tf.data.augment import augmented_copies, build_augmenter
+    from gtzan_tf.data.augment import augmented_copies
 
-    rate = cfg.audio.sample_rate
-    augment = task.split in cfg.augment.splits and cfg.augment.copies > 0
-    augmenter = build_augmenter(cfg.augment, rate) if augment else None
-    versions, skipped = [], []
-    for clip_id, genre, label, path in task.clips:
-        try:
-            y = load_audio(path, cfg.audio)
-        except BadAudioError as exc:
-            if not skip_bad:
-                raise
-            skipped.append({"path": path, "reason": str(exc)})
-            continue
-        versions.append((clip_id, clip_id, genre, label, y))
-        if augment:
-            for i, copy in enumerate(augmented_copies(y, rate, clip_id, cfg.augment, augmenter), 1):
-                versions.append((f"{clip_id}.aug{i}", clip_id, genre, label, copy))
-    return versions, skipped
+    clip_id, genre, label, path = clip
+    y = load_audio(path, cfg.audio)
+    versions = [(clip_id, clip_id, genre, label, y)]
+    if augmenter is not None:
+        for i, copy in enumerate(augmented_copies(y, cfg.audio.sample_rate, clip_id, cfg.augment, augmenter), 1):
+            versions.append((f"{clip_id}.aug{i}", clip_id, genre, label, copy))
+    return versions
 
 
-def featurise_versions(versions: list[Version], cfg: Config) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """The model frontend on every version: its (n_segments, frames, bins) segments; and the clip
-    embeddings (n_versions, 753) by input name."""
-    from gtzan_tf.config import SEGMENTS
+def featurise_shard(task: ShardTask, cfg: Config, skip_bad: bool) -> tuple[list[tuple], list[dict], list[dict]]:
+    """(clip_id, source_id, genre, label) of every clip version of the shard (the original, then
+    its augmented copies), the model frontend's outputs for each, and the files skipped. One thread decodes and augments the next
+    clips while the frontend (TensorFlow, which releases the GIL) runs on the current one."""
+    from gtzan_tf.data.augment import build_augmenter
     from gtzan_tf.features.frontend import frontend_function
 
+    augment = task.split in cfg.augment.splits and cfg.augment.copies > 0
+    augmenter = build_augmenter(cfg.augment, cfg.audio.sample_rate) if augment else None
     frontend = frontend_function(cfg)
-    clips = [{name: value.numpy() for name, value in frontend(v[4]).items()} for v in versions]
-    segments = [clip.pop(SEGMENTS) for clip in clips]
-    embeddings = {name: np.stack([clip[name] for clip in clips]) for name in clips[0]} if clips else {}
-    return segments, embeddings
+    versions, outputs, skipped = [], [], []
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
+        pending = [decoder.submit(clip_versions, clip, cfg, augmenter) for clip in task.clips]
+        for clip, future in zip(task.clips, pending):
+            try:
+                decoded = future.result()
+            except BadAudioError as exc:
+                if not skip_bad:
+                    for later in pending:
+                        later.cancel()
+                    raise
+                skipped.append({"path": clip[3], "reason": str(exc)})
+                continue
+            for version in decoded:
+                outputs.append({name: value.numpy() for name, value in frontend(version[4]).items()})
+                versions.append(version[:4])
+    return versions, outputs, skipped
 
 
 def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -> dict:
@@ -96,11 +104,12 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
 
     cfg = Config.from_dict(cfg_dict)
     out = Path(out_dir)
-    versions, skipped = decode_versions(task, cfg, skip_bad)
-    all_segments, embeddings = featurise_versions(versions, cfg)
+    versions, outputs, skipped = featurise_shard(task, cfg, skip_bad)
+    all_segments = [clip.pop(SEGMENTS) for clip in outputs]
+    embeddings = {name: np.stack([clip[name] for clip in outputs]) for name in outputs[0]} if outputs else {}
 
     records, total, total_sq, count, n_segments = [], 0.0, 0.0, 0, 0
-    for i, ((clip_id, source_id, genre, label, _), segments) in enumerate(zip(versions, all_segments)):
+    for i, ((clip_id, source_id, genre, label), segments) in enumerate(zip(versions, all_segments)):
         n_segments += len(segments)
         if task.split == "train":
             total += float(segments.sum(dtype=np.float64))
