@@ -194,19 +194,19 @@ def test_refit_and_seeds_combine_with_folds(fold_runs, tiny_data, tmp_path):
         assert "ensemble_test_clip_accuracy" in run.summary
 
 
-def test_mixed_precision_holds_for_every_fold_and_seed_and_ends_in_float32(fold_runs, tiny_data, tmp_path, monkeypatch):
-    """--mixed-precision with --folds 2 --seeds 2: each of the four models is built under
-    mixed_float16 (a fold's end once reset the policy, so later folds trained in float32)."""
+
+def test_finishing_a_fold_keeps_the_run_s_mixed_precision_policy(fold_runs, tmp_path):
+    """--mixed-precision holds for every fold and seed: scoring a finished fold model once reset the
+    policy to float32, so every later fold and seed of the run trained in float32."""
     import keras
 
-    from gtzan_tf.training import trainer
-    from gtzan_tf.training.experiment import train
+    from gtzan_tf.training.trainer import finish_run
 
-    policies, compile_model = [], trainer.compile_model
-    monkeypatch.setattr(trainer, "compile_model", lambda *args: policies.append(
-        keras.mixed_precision.global_policy().name) or compile_model(*args))
-    folded = load_run(fold_runs[0])
-    cfg = folded.cfg.replace(train={"folds": 2, "seeds": 2, "epochs": 1, "mixed_precision": True})
-    train(cfg, tiny_data, tmp_path / "run", features_dir=folded.summary["features_dir"], verbose=0)
-    assert policies == ["mixed_float16"] * 4
-    assert keras.mixed_precision.global_policy().name == "float32"
+    run = load_run(fold_runs[0])
+    member = run.members[0]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        finish_run(member.cfg, load_feature_set(run.summary["features_dir"]), member.model, tmp_path)
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
