@@ -204,9 +204,10 @@ def test_finishing_a_fold_keeps_the_run_s_mixed_precision_policy(fold_runs, tmp_
 
     run = load_run(fold_runs[0])
     member = run.members[0]
+    fold = make_folds(json.loads((run.root / "folds.json").read_text()), run.cfg.train.folds)[0]
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        finish_run(member.cfg, load_feature_set(run.summary["features_dir"]), member.model, tmp_path)
+        finish_run(member.cfg, load_feature_set(run.summary["features_dir"]), member.model, tmp_path, fold)
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
     finally:
         keras.mixed_precision.set_global_policy("float32")
