@@ -16,7 +16,7 @@ from gtzan_tf.data.pipeline import eval_clip_dataset, load_feature_set
 from gtzan_tf.inference import load_run
 from gtzan_tf.models.registry import MODEL_NAMES
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_main
 
 EXPECTED_MODELS = [
     "cnn1d", "cnn1d_q1", "mlp_msd", "mlp_mtt", "cnn2d", "cnn2d_msd", "vgg13", "vgg16", "vgg19",
@@ -173,15 +173,18 @@ def test_a_damaged_backup_gives_one_line_naming_what_to_delete(tiny_features, ti
         (["--model", "cnn1d", "--monitor", "val_accuracy"], "unknown monitor 'val_accuracy'"),
     ],
 )
-def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path):
-    result = run_cli("train.py", *args, "--data", str(tiny_data), "--out", str(tmp_path / "run"))
+def test_bad_training_arguments_give_one_clear_line(args, message, tiny_data, tmp_path, capsys):
+    # In-process (a second each, not a TensorFlow start-up each): the CLI process is checked below.
+    import train
+
+    result = run_main(train.main, *args, "--data", str(tiny_data), "--out", str(tmp_path / "run"), capsys=capsys)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_data_folder_gives_one_clear_line(tmp_path):
+def test_missing_data_folder_gives_one_clear_line_from_the_cli_process(tmp_path):
     result = run_cli("train.py", "--model", "cnn1d", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
