@@ -70,8 +70,10 @@ def main():
                     for name, code in codes.items():
                         for results, folder in zip(runs[name], (data, small)):
                             results.append(measure(code, folder, embeddings, workers, scratch))
+                medians = {}  # code -> median seconds of the large run
                 for name, (large, little) in runs.items():
                     seconds, small_seconds = (statistics.median(r[0] for r in rs) for rs in (large, little))
+                    medians[name] = seconds
                     (_, clips, versions), (_, _, small_versions) = large[0], little[0]
                     marginal = (seconds - small_seconds) / (versions - small_versions)
                     costs[name, embeddings, workers] = (small_seconds - marginal * small_versions, marginal)
@@ -79,9 +81,8 @@ def main():
                           f"{marginal:>10.3f}{costs[name, embeddings, workers][0]:>9.1f}s")
                 if "baseline" in codes:
                     ratio = costs["baseline", embeddings, workers][1] / costs["this", embeddings, workers][1]
-                    total = (statistics.median(r[0] for r in runs["baseline"][0])
-                             / statistics.median(r[0] for r in runs["this"][0]))
-                    print(f"{'':<10}{label:<28}{workers:>8}   this / baseline speed: {total:.2f}x in all, "
+                    print(f"{'':<10}{label:<28}{workers:>8}   this / baseline speed: "
+                          f"{medians['baseline'] / medians['this']:.2f}x in all, "
                           f"{ratio:.2f}x per clip version")
         for label, embeddings in FEATURES[1:]:
             startup, marginal = min((costs["this", embeddings, w] for w in args.workers),
