@@ -182,9 +182,7 @@ def train_embedding_branch(cfg: Config, model: keras.Model, run_dir: Path, callb
     no worse on validation than its embedding branch alone (run.json: best_epoch 0 when no later
     epoch beat it)."""
     t = cfg.train
-    branch = embedding_branch_model(model)
-    branch.compile(optimizer=make_optimizer(cfg, steps_per_epoch),
-                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
+    branch = compile_for(cfg, embedding_branch_model(model), steps_per_epoch)
     train, valid = datasets(tuple(branch.input), range(t.embedding_epochs))
     branch.fit(train, validation_data=valid, epochs=t.embedding_epochs, steps_per_epoch=steps_per_epoch,
                verbose=verbose, shuffle=False, callbacks=[
@@ -202,7 +200,11 @@ def train_embedding_branch(cfg: Config, model: keras.Model, run_dir: Path, callb
 
 def compile_model(cfg: Config, n_classes: int, steps_per_epoch: int) -> keras.Model:
     """The registry model of `cfg`, compiled with its optimizer and loss (call under the strategy's scope)."""
-    model = build_for(cfg, n_classes)
+    return compile_for(cfg, build_for(cfg, n_classes), steps_per_epoch)
+
+
+def compile_for(cfg: Config, model: keras.Model, steps_per_epoch: int) -> keras.Model:
+    """`model` compiled as `cfg` trains: its optimizer, the (label-smoothed) loss, accuracy, --jit."""
     model.compile(
         optimizer=make_optimizer(cfg, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
