@@ -62,7 +62,7 @@ def train_seeds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int) -> dic
 
 
 def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
-    keys = ("valid_clip_accuracy", "test_clip_accuracy")
+    keys = ("valid_clip_accuracy", "valid_clip_loss", "test_clip_accuracy")
     return {
         "model": cfg.train.model,
         "genres": fs.genres,
