@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -48,8 +49,10 @@ def source_genres(fs: FeatureSet) -> dict[str, str]:
     return {row["source_id"]: row["genre"] for row in clip_table(fs, "train")}
 
 
-def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
-    """Train the `cfg.train.folds` fold runs of one seed in `run_dir/fold-K` and score their ensemble."""
+def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1,
+                on_fold: Callable[[dict], None] | None = None) -> dict:
+    """Train the `cfg.train.folds` fold runs of one seed in `run_dir/fold-K` and score their ensemble;
+    `on_fold(fold summary)` runs after each fold (a tuner reports it to its pruner there)."""
     k = cfg.train.folds
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -60,6 +63,8 @@ def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
         fold_dir = run_dir / f"fold-{fold.index}"
         finished = fold_dir / "run.json"
         runs.append(json.loads(finished.read_text()) if finished.is_file() else train_one(cfg, fs, fold_dir, verbose, fold))
+        if on_fold:
+            on_fold(runs[-1])
     members = fold_members(cfg, len(fs.genres), run_dir)
     valid_clips = np.array([r["valid_clips"] for r in runs])
     valid = np.array([r["valid_clip_accuracy"] for r in runs])
