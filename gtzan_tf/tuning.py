@@ -211,7 +211,8 @@ def search(base: Config, data: Path, out: Path, trials: int, space: dict, storag
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     study.set_user_attr("setup", study_setup(base))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    helpers = [subprocess.Popen([sys.executable, *argv, "--workers", "1"]) for _ in range(workers - 1)]
+    helpers = [subprocess.Popen([sys.executable, *argv, "--workers", "1"], stdout=subprocess.DEVNULL)  # one table
+               for _ in range(workers - 1)]
     remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
         study.optimize(lambda trial: objective(trial, space, base, data, features, out), n_trials=remaining,
