@@ -97,6 +97,8 @@ def check_space(space: dict[str, dict], base: Config, where: str) -> None:
             values = [low, high]
         for value in values:  # the config's own type and range checks, e.g. dropout in [0, 1)
             base.replace(train={name: value})
+        if not isinstance(entry.get("when", {}), dict):
+            raise UserError(f"{where}: {name}'s \"when\" must be an object, e.g. {{\"fusion\": \"gated\"}}")
         for other in entry.get("when", {}):
             if other not in space:
                 raise UserError(f"{where}: {name} depends on {other!r}, which is not in the space")
