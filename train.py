@@ -27,7 +27,7 @@ def parse_args(argv):
     p.add_argument("--model", help="a name from --list-models (default resnet34_msd)")
     p.add_argument("--data", type=Path, help="dataset folder in the GTZAN layout")
     p.add_argument("--out", type=Path, help="run folder to write")
-    p.add_argument("--features", type=Path, help="prepared features folder (default OUT/../features-<config hash>)")
+    p.add_argument("--features", type=Path, help="prepared features folder (default OUT/../features-<hash of config and data>)")
     p.add_argument("--workers", type=int, default=1, help="processes for preparing missing features")
     p.add_argument("--skip-bad", action="store_true", help="prepare without unusable audio files (each named in a warning)")
     p.add_argument("--epochs", type=int)
@@ -89,12 +89,10 @@ def main(argv=None):
     else:
         from gtzan_tf.training.experiment import train
 
-    summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
-                  verbose=2 if args.quiet else 1, skip_bad=args.skip_bad)
-    if summary.get("worker", 0) == 0:  # in a multi-worker run the chief alone writes the run folder
-        from gtzan_tf.export import export_trained
+    from gtzan_tf.export import export_trained
 
-        export_trained(args.out)
+    summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
+                    verbose=2 if args.quiet else 1, skip_bad=args.skip_bad, finish=export_trained)
     keys = [k for k in summary if k.endswith("clip_accuracy") or k.endswith("_mean") or k.endswith("_std")]
     print(" ".join(f"{k}={summary[k]:.4f}" for k in keys), file=sys.stderr)
     print(f"run folder: {args.out}")

@@ -1,9 +1,12 @@
 """User-facing errors: one clear line, a non-zero exit code, no traceback."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import sys
 import warnings
+from typing import Iterator
 
 
 class UserError(Exception):
@@ -19,6 +22,18 @@ def os_error_line(exc: OSError) -> str:
     reason = exc.strerror or str(exc) or type(exc).__name__
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+@contextlib.contextmanager
+def tensorflow_io_errors(path) -> Iterator[None]:
+    """TensorFlow's own file errors (disk full, read-only, permission) while writing `path`, as an
+    OSError naming it: one line, like every other filesystem error."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        raise OSError(errno.EIO, exc.message, str(path)) from None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -24,6 +24,7 @@ import socket
 import sys
 import tempfile
 import time
+from typing import Callable
 from pathlib import Path
 
 import keras
@@ -31,16 +32,19 @@ import numpy as np
 import tensorflow as tf
 
 from gtzan_tf.config import Config
+from gtzan_tf.data.index import DatasetIndex
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, run_inputs
 from gtzan_tf.prepare import MANIFEST
 from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, check_finite_loss, make_callbacks
 from gtzan_tf.training.trainer import (
-    default_features_dir,
+    check_run_folder,
     finish_run,
+    locate_features,
     make_optimizer,
     make_strategy,
+    owned_run_folder,
     prepare_features,
     use_mixed_precision,
     validate,
@@ -99,10 +103,12 @@ def worker_index(tf_config: dict) -> int:
 
 
 def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-                      workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
+                      workers: int = 1, verbose: int = 1, skip_bad: bool = False,
+                      finish: Callable[[Path], object] | None = None) -> dict:
     """Train on every worker of TF_CONFIG's cluster; returns the chief's run summary (run.json).
 
-    Same signature and result as `experiment.train`; the other workers return their index and digest.
+    Same signature and result as `experiment.train` (the chief locks the run folder and runs
+    `finish`); the other workers return their index and digest.
     """
     validate(cfg)
     t = cfg.train
@@ -110,18 +116,24 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
         raise UserError("--seeds is not supported with --strategy multiworker: start one multi-worker run per seed")
     if t.jit:
         raise UserError("--jit is not supported with --strategy multiworker (its all-reduce is not XLA-compiled)")
+    if features_dir is None:
+        raise UserError("--strategy multiworker needs --features: a features folder on a filesystem every worker sees")
     index = worker_index(check_tf_config())
     strategy = make_strategy("multiworker")  # returns when every worker of the cluster is up
     print(f"worker {index}: num_replicas_in_sync={strategy.num_replicas_in_sync}", flush=True)
     run_dir = Path(run_dir)
-    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
+    features_dir, data_index = locate_features(cfg, Path(data_dir), run_dir, Path(features_dir), skip_bad)
     collectives = Collectives(strategy)
-    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers, skip_bad)
+    fs = _shared_features(collectives, index, cfg, data_index, features_dir, workers, skip_bad)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     out_dir = run_dir if index == 0 else Path(tempfile.mkdtemp(prefix=f"gtzan-tf-worker{index}-"))
     try:
-        return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
+        if index:
+            return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
+        check_run_folder(run_dir)
+        with owned_run_folder(run_dir, finish):
+            return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:  # a collective lost a peer
         raise UserError(f"worker {index}: another worker of the cluster stopped ({type(exc).__name__}); "
                         f"start every worker again to resume from {run_dir / BACKUP}") from None
@@ -171,11 +183,11 @@ class Collectives:
         broadcast()
 
 
-def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir: Path, features_dir: Path,
-                     workers: int, skip_bad: bool) -> FeatureSet:
+def _shared_features(collectives: Collectives, index: int, cfg: Config, data_index: DatasetIndex | None,
+                     features_dir: Path, workers: int, skip_bad: bool) -> FeatureSet:
     """The chief prepares missing features; the others wait for it, then read the same folder."""
     if index == 0:
-        prepare_features(cfg, data_dir, features_dir, workers, skip_bad)
+        fs = prepare_features(cfg, data_index, features_dir, workers, skip_bad)
     elif not _manifest_ready(features_dir, cfg):
         print(f"worker {index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
     collectives.barrier()
@@ -186,7 +198,8 @@ def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir
                 raise UserError(f"worker {index} cannot see {features_dir / MANIFEST}, which the chief "
                                 "prepared: --features must be on a filesystem shared by all workers")
             time.sleep(2.0)
-    return load_feature_set(features_dir)
+        fs = load_feature_set(features_dir)
+    return fs
 
 
 def _manifest_ready(features_dir: Path, cfg: Config) -> bool:
