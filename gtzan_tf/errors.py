@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import os
 import sys
 import warnings
 from typing import Iterator
@@ -33,7 +34,9 @@ def tensorflow_io_errors(path) -> Iterator[None]:
     try:
         yield
     except tf.errors.OpError as exc:
-        raise OSError(errno.EIO, exc.message, str(path)) from None
+        known = [code for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT) if os.strerror(code) in exc.message]
+        code = known[0] if known else errno.EIO
+        raise OSError(code, os.strerror(code) if known else exc.message, str(path)) from None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -85,10 +85,12 @@ def test_evaluate_on_other_data_maps_labels_by_genre_name(evaluated_copy, msd_fe
 def test_evaluate_refuses_genres_the_run_does_not_know(evaluated_copy, tmp_path, capsys):
     unknown = generate_dataset(tmp_path / "unknown", clips_per_genre=4, seconds=5.0, seed=0, genres=["blues", "jazz"],
                                progress=False)
+    features = sorted(evaluated_copy.parent.parent.glob("*/features-*"))
     result = run_main(evaluate.main, "--run", str(evaluated_copy), "--data", str(unknown), capsys=capsys)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert "genres the model was not trained on: blues" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {unknown} has genres the model was not trained on: blues; the model knows {', '.join(GTZAN_8_GENRES)}"]
+    assert sorted(evaluated_copy.parent.parent.glob("*/features-*")) == features, "features prepared before refusing"
 
 
 # ------------------------------------------------------------------ verified shards
@@ -182,3 +184,51 @@ def test_a_run_stopped_during_its_export_is_finished_by_the_same_command(tiny_da
     with pytest.raises(UserError, match="holds a finished run"):
         train_run(CNN1D, tiny_data, run, features_dir=tiny_features, verbose=0)
     assert time.perf_counter() - started < 120
+
+
+# ------------------------------------------------------------------ a full disk anywhere a run writes
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs (root can mount one here and in CI); skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A ballast file that leaves `leave` bytes free on `disk`."""
+    ballast = disk / "ballast"
+    ballast.unlink(missing_ok=True)
+    with open(ballast, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(disk).free - leave)
+    return ballast
+
+
+def test_a_full_disk_is_one_line_wherever_a_run_writes_and_the_same_command_resumes(tiny_data, tiny_features,
+                                                                                     small_disk, capsys):
+    import gtzan_tf.export
+
+    run = small_disk / "run"
+    command = ["--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features), "--out", str(run),
+               "--epochs", "2", "--batch-size", "8", "--quiet", *FAST]
+    for step, (main, args, leave) in enumerate([(train.main, command, 600_000),
+                                                (gtzan_tf.export.main, [str(run)], 20_000),
+                                                (evaluate.main, ["--run", str(run)], 20_000)]):
+        before = {p.name for p in run.iterdir()} if run.exists() else set()
+        kept = (run / "serving" / "saved_model.pb").read_bytes() if step else None
+        ballast = fill(small_disk, leave)
+        full = run_main(main, *args, capsys=capsys)
+        assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+        assert [line for line in full.stderr.splitlines() if line.startswith("error:")] == \
+            [full.stderr.strip().splitlines()[-1]] and "No space left on device" in full.stderr.replace("no space left", "No space left")
+        assert not list(run.glob(".*.tmp-*")), "temporaries left behind"
+        if step:  # a finished run keeps its files whole: the old export, no half eval/
+            assert {p.name for p in run.iterdir()} == before
+            assert (run / "serving" / "saved_model.pb").read_bytes() == kept
+        ballast.unlink()
+        again = run_main(main, *args, capsys=capsys)
+        assert again.returncode == 0, again.stderr[-3000:]
+    assert (run / FINISHED).is_file() and (run / "eval" / "metrics.json").is_file()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -70,6 +71,14 @@ class DatasetIndex:
             rows.append([clip.clip_id, clip.genre, clip.split, clip.path.suffix, stat.st_size, stat.st_mtime_ns])
         payload = json.dumps({"genres": list(self.genres), "clips": sorted(rows)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_known_genres(found: Sequence[str], known: Sequence[str], data: str | Path) -> None:
+    """One error when `data` has genres (`found`) that a model trained on `known` cannot score."""
+    unknown = [genre for genre in found if genre not in known]
+    if unknown:
+        raise UserError(f"{data} has genres the model was not trained on: {', '.join(unknown)}; "
+                        f"the model knows {', '.join(known)}")
 
 
 def load_index(data_dir: str | Path, cfg: DataConfig, split_lists: str = "auto", skip_bad: bool = False) -> DatasetIndex:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gtzan_tf.config import Config
+from gtzan_tf.data.index import check_known_genres
 from gtzan_tf.errors import UserError
 from gtzan_tf.files import sha256_file, write_json
 
@@ -63,10 +64,7 @@ class FeatureSet:
     def scored_by(self, genres: list[str], normalization: tuple[float, float]) -> "FeatureSet":
         """These features as a model trained on `genres` with `normalization` reads them: labels
         mapped by genre name (a genre the model does not know is one error)."""
-        unknown = [g for g in self.manifest["genres"] if g not in genres]
-        if unknown:
-            raise UserError(f"the data of {self.root} ({self.data_root}) has genres the model was not trained on: "
-                            f"{', '.join(unknown)}; the model knows {', '.join(genres)}")
+        check_known_genres(self.manifest["genres"], genres, f"the data of {self.root} ({self.data_root})")
         return FeatureSet(self.root, self.manifest, tuple(genres), tuple(normalization))
 
     @property

@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gtzan_tf.data.index import load_index
+from gtzan_tf.data.index import check_known_genres, load_index
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set
 from gtzan_tf.evaluation.metrics import (
     SUMMARY_METRICS, ClipPredictions, aggregate_clips, evaluate_predictions, predict_clips, summarize_seeds,
 )
 from gtzan_tf.evaluation.plots import plot_confusion_matrix, plot_history
-from gtzan_tf.files import atomic_path, folder_lock, write_json
+from gtzan_tf.files import atomic_path, folder_lock, replace_dir, write_json
 from gtzan_tf.inference import TrainedRun, load_run
 from gtzan_tf.prepare import default_features_dir, ensure_prepared
 
@@ -27,16 +27,20 @@ class Evaluation:
 
     def write(self) -> None:
         """RUN_DIR/eval/{metrics.json,predictions.csv,confusion_matrix.png,history.png} (and each seed's),
-        holding the run folder's lock (one writer at a time)."""
+        each eval folder replaced whole, holding the run folder's lock (one writer at a time)."""
         with folder_lock(self.run_dir):
             for out, metrics, genres, matrix, title, history, clips in self.outputs:
-                out.mkdir(parents=True, exist_ok=True)
-                if clips is not None:
-                    write_predictions(clips, genres, out / "predictions.csv")
-                plot_confusion_matrix(matrix, genres, out / "confusion_matrix.png", title=title)
-                if history.is_file():
-                    plot_history(history, out / "history.png")
-                write_json(out / "metrics.json", metrics)
+
+                def write(tmp: Path) -> None:
+                    tmp.mkdir()
+                    if clips is not None:
+                        write_predictions(clips, genres, tmp / "predictions.csv")
+                    plot_confusion_matrix(matrix, genres, tmp / "confusion_matrix.png", title=title)
+                    if history.is_file():
+                        plot_history(history, tmp / "history.png")
+                    write_json(tmp / "metrics.json", metrics)
+
+                replace_dir(out, write)
 
 
 def evaluate_single(run: TrainedRun, data_dir: Path | None, split: str) -> Evaluation:
@@ -71,6 +75,7 @@ def evaluation_features(run: TrainedRun, data_dir: Path | None) -> FeatureSet:
         fs = load_feature_set(features_dir)
     else:
         index = load_index(data_dir, run.cfg.data)
+        check_known_genres(index.genres, run.genres, data_dir)  # before any features are prepared
         if index.fingerprint() != run.summary.get("data_fingerprint"):
             features_dir = default_features_dir(features_dir.parent, run.cfg, index)
         fs = ensure_prepared(index, features_dir, run.cfg)

@@ -127,7 +127,6 @@ def check_run_folder(run_dir: Path) -> None:
         raise UserError(f"{run_dir} is not empty and is not a train.py run folder; choose a new or empty folder for --out")
     if (run_dir / FINISHED).is_file():
         raise UserError(f"{run_dir} holds a finished run; choose a new --out, or delete it to train it again")
-    resume_epoch(run_dir / "backup")
 
 
 def claim_run_folder(run_dir: Path) -> None:
