@@ -3,6 +3,7 @@ clip-level validation scores and staged fine-tuning."""
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -91,7 +92,7 @@ class DiskRoom(keras.callbacks.Callback):
         state = sum(np.prod(v.shape, dtype=np.int64) * np.dtype(v.dtype).itemsize for v in variables)
         needed, free = 3 * int(state) + self.MARGIN, shutil.disk_usage(self.folder).free
         if free < needed:
-            raise OSError(errno.ENOSPC, f"no space left on the device for the checkpoints "
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} for this epoch's checkpoints "
                                         f"({needed / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free)", str(self.folder))
 
 
