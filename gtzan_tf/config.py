@@ -264,6 +264,8 @@ class TrainConfig(Section):
     mixed_precision: bool | None = None
     jit: bool = False
     strategy: str = "auto"
+    # --strategy multiworker: how long a worker waits for every worker of TF_CONFIG to start.
+    worker_timeout_seconds: float = 300.0
 
     def check_ranges(self):
         at_least_1, at_least_0 = "an integer >= 1", "an integer >= 0"
@@ -285,7 +287,8 @@ class TrainConfig(Section):
                  "in (0, 1]"),
                 ("mixup_alpha", _at_least(self.mixup_alpha, 0), "a finite number >= 0"),
                 ("branch_dropout", _fraction(self.branch_dropout, closed=False), "in [0, 1)"),
-                ("shuffle_buffer", self.shuffle_buffer >= 1, at_least_1)]
+                ("shuffle_buffer", self.shuffle_buffer >= 1, at_least_1),
+                ("worker_timeout_seconds", _positive(self.worker_timeout_seconds), "a finite number > 0")]
 
 
 SECTIONS = {
