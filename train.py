@@ -18,6 +18,7 @@ FLAGS = {
     "mixup": "mixup_alpha", "branch_dropout": "branch_dropout", "embedding_epochs": "embedding_epochs",
     "patience": "early_stopping_patience",
     "mixed_precision": "mixed_precision", "jit": "jit", "strategy": "strategy",
+    "worker_timeout": "worker_timeout_seconds",
 }
 
 
@@ -61,6 +62,9 @@ def parse_args(argv):
                    help="float16 compute (default: on with a GPU)")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None, help="XLA compilation")
     p.add_argument("--strategy", help="auto | mirrored | multiworker (reads TF_CONFIG)")
+    p.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                   help="multiworker: give up when not every worker of TF_CONFIG has started by then "
+                        "(train.worker_timeout_seconds)")
     p.add_argument("--config", type=Path, help="a config.json to start from")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value")
     p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
@@ -69,11 +73,13 @@ def parse_args(argv):
 
 @cli
 def main(argv=None):
+    """train.py's command line (`argv` None: sys.argv). There, a multi-worker process runs as the
+    child of a parent that SIGINT and SIGTERM always stop (gtzan_tf.training.supervisor)."""
     parser, args = parse_args(argv)
-    import_tensorflow_quietly()
-    from gtzan_tf.models.registry import MODEL_NAMES
-
     if args.list_models:
+        import_tensorflow_quietly()
+        from gtzan_tf.models.registry import MODEL_NAMES
+
         print("\n".join(MODEL_NAMES))
         return
     if args.data is None or args.out is None:
@@ -84,6 +90,11 @@ def main(argv=None):
     cfg = cfg.with_overrides(args.set)
     chosen = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
     cfg = cfg.replace(train=chosen)
+    if cfg.train.strategy == "multiworker" and argv is None:
+        from gtzan_tf.training.supervisor import supervise
+
+        supervise(__file__)  # the parent exits here with the child's code; the child goes on
+    import_tensorflow_quietly()
     if cfg.train.strategy == "multiworker":  # model.fit does not run under MultiWorkerMirroredStrategy
         from gtzan_tf.training.multiworker import train_multiworker as train
     else:

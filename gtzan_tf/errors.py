@@ -5,6 +5,7 @@ import contextlib
 import errno
 import functools
 import os
+import signal
 import sys
 import warnings
 from typing import Iterator
@@ -12,6 +13,14 @@ from typing import Iterator
 
 class UserError(Exception):
     """Bad input the user can fix (missing file, corrupt audio, wrong layout, bad flag)."""
+
+
+class Stopped(BaseException):
+    """The process was asked to stop by a signal other than SIGINT (a scheduler's SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class BadAudioError(UserError):
@@ -44,8 +53,8 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def cli(main):
-    """Wrap a command-line `main`: a UserError or OSError prints one line and exits with code 2,
-    and warnings print as one `warning: ...` line each."""
+    """Wrap a command-line `main`: a UserError or OSError prints one line and exits with code 2, an
+    interruption (Ctrl-C, `Stopped`) one line and 128 + the signal, and warnings one `warning: ...` line each."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -61,6 +70,9 @@ def cli(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except Stopped as exc:
+            print(f"stopped by {exc}", file=sys.stderr)
+            sys.exit(128 + exc.signum)
         finally:
             warnings.formatwarning = default_format
 
