@@ -297,7 +297,7 @@ def test_unsupported_settings_fail_before_any_work(tmp_path):
 def test_both_paths_build_one_callback_list(tmp_path):
     """train_one (model.fit) and the multi-worker loop take their callbacks from make_callbacks."""
     kinds = [type(c).__name__ for c in make_callbacks(Config(), tmp_path, val_clips=object())]
-    assert kinds == ["ClipMetrics", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
+    assert kinds == ["DiskRoom", "ClipMetrics", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
                      "CSVLogger", "TerminateOnNaN", "CallbackState", "BackupAndRestore"]
     scheduled = make_callbacks(Config().replace(train={"schedule": "cosine"}), tmp_path, val_clips=None)
     assert not any(isinstance(c, (ClipMetrics, keras.callbacks.ReduceLROnPlateau)) for c in scheduled)
