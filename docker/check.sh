@@ -49,7 +49,6 @@ step() {
 }
 
 standin_base() {
-    command -v debootstrap > /dev/null || fail "building the stand-in base needs debootstrap (apt-get install debootstrap)"
     local root=$CHECK/standin-rootfs
     rm -rf "$root"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,netbase,tzdata bookworm "$root"
@@ -65,10 +64,13 @@ if timeout 300 $ENGINE pull "$OFFICIAL_BASE" > "$CHECK/logs/pull-base.log" 2>&1;
 else
     BASE=$STANDIN_BASE
     echo "note: $OFFICIAL_BASE cannot be pulled (docker-check/logs/pull-base.log); building on a stand-in, $STANDIN_BASE: Debian 12 + Debian's Python 3.11 (debootstrap)"
-    $ENGINE image inspect "$STANDIN_BASE" > /dev/null 2>&1 || step "stand-in base (debootstrap)" "$CHECK/logs/standin.log" standin_base
+    if ! $ENGINE image inspect "$STANDIN_BASE" > /dev/null 2>&1; then
+        command -v debootstrap > /dev/null || fail "building the stand-in base needs debootstrap (apt-get install debootstrap)"
+        step "stand-in base (debootstrap)" "$CHECK/logs/standin.log" standin_base
+    fi
 fi
 
-# pip's CA bundle, when this machine's pip names one (e.g. behind a TLS-inspecting proxy): given to
+# pip's CA bundle, when this machine's pip names one (a custom CA): given to
 # the build's pip as two secrets, mounted only while pip runs; the image keeps no copy (checked below).
 BUILD_SECRETS=()
 PIP_CA=${PIP_CERT:-$(python3 -m pip config get global.cert 2> /dev/null || true)}
