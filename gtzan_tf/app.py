@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ PAGE = PageConfig()
 
 
 def demo_examples(run_dir: Path) -> Path:
-    """Where `make demo` puts the clips of the data set a run beside them was trained on."""
+    """The data set of a run laid out as `make demo` lays it: demo/gtzan beside demo/runs/RUN."""
     return run_dir.resolve().parent.parent / "gtzan"
 
 
@@ -147,11 +148,14 @@ class GenrePage:
 
 
 def positive(kind):
+    """An argparse type: a finite number of `kind` above 0."""
+
     def parse(text: str):
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
+
     return parse
 
 
@@ -169,6 +173,8 @@ def main(argv=None):
     p.add_argument("--max-upload-mb", type=positive(int), default=PAGE.max_upload_mb, help="largest upload accepted")
     p.add_argument("--concurrency", type=positive(int), default=PAGE.concurrency, help="requests analysed at once")
     args = p.parse_args(argv)
+    if args.examples and not args.examples.is_dir():
+        raise UserError(f"--examples {args.examples}: not a folder")
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -178,8 +184,6 @@ def main(argv=None):
     page = PageConfig(host=args.host, port=args.port, max_minutes=args.max_minutes,
                       max_upload_mb=args.max_upload_mb, concurrency=args.concurrency)
     examples_dir = args.examples or demo_examples(args.model)
-    if args.examples and not args.examples.is_dir():
-        raise UserError(f"--examples {args.examples}: not a folder")
     genre_page = GenrePage(args.model, page)
     examples = example_files(examples_dir) if examples_dir.is_dir() else []
     genre_page.blocks(examples).launch(server_name=page.host, server_port=page.port, share=False,

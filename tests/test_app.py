@@ -230,3 +230,16 @@ def test_browser_upload_shows_predict_py_genre_and_recovers_from_a_bad_file(url,
         time.sleep(1)  # let the plots draw
     finally:
         browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-minutes", "inf"], "argument --max-minutes: must be a finite number > 0, got inf"),
+    (["--concurrency", "0"], "argument --concurrency: must be a finite number > 0, got 0"),
+    (["--examples", "no-such-folder"], "error: --examples no-such-folder: not a folder"),
+])
+def test_a_bad_flag_is_one_line_before_anything_loads(flags, message, tmp_path, capsys):
+    from gtzan_tf import app
+
+    with pytest.raises(SystemExit) as stopped:
+        app.main(["--model", str(tmp_path), *flags])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
