@@ -379,6 +379,19 @@ class Config:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class PageConfig:
+    """The model page (`python -m gtzan_tf.app`): where it listens and what one request may cost.
+    Not part of a run's Config: the same run can be served with other limits."""
+
+    host: str = "127.0.0.1"  # this machine only; 0.0.0.0 (e.g. in Docker) to serve others
+    port: int = 7860
+    max_minutes: float = 10.0  # a longer song is analysed from its start to here
+    max_upload_mb: int = 100  # about 10 minutes of CD-quality WAV
+    concurrency: int = 1  # requests analysed at once, all by the one model in memory
+    queue_size: int = 64  # requests waiting beyond this are turned away
+
+
 def _json_kind(value: Any) -> str:
     """What a JSON value is, in words: `a list`, `a string`, ..."""
     return {**TYPE_WORDS, dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
