@@ -1,6 +1,7 @@
 # Everything from a fresh clone on a machine with Python 3.11 and pip:
 #   make demo   set up .venv, synthesise the demo dataset, prepare, train resnet34_msd, evaluate, predict
 #   make test   set up .venv, run the test suite
+#   make docker-check   build the CPU and GPU images, run synth/train/evaluate/predict inside each
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,8 +9,9 @@ DEMO := demo
 DEMO_EPOCHS ?= 8
 # The demo set is small (20 clips of 10 s per genre): 3 validation clips per genre, MSD embedding only.
 DEMO_SETTINGS := --set data.validation_per_genre=3 --set data.embeddings=MSD_musicnn
+DOCKER_CHECK_IMAGES ?= cpu gpu
 
-.PHONY: setup test demo bench lint-docker docker clean
+.PHONY: setup test demo bench lint-docker docker-check clean
 
 setup: $(VENV)/.installed
 
@@ -41,11 +43,12 @@ bench: setup
 	$(BIN)/python benchmarks/predict.py
 
 lint-docker: setup
-	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile docker/Dockerfile.cpu
+	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile
+	$(BIN)/shellcheck docker/check.sh .ci/run
 
-docker:
-	docker build -f docker/Dockerfile -t gtzan-tf:gpu .
-	docker build -f docker/Dockerfile.cpu -t gtzan-tf:cpu .
+# Build gtzan-tf:cpu and gtzan-tf:gpu (docker, else podman + buildah) and run the project inside each.
+docker-check:
+	docker/check.sh $(DOCKER_CHECK_IMAGES)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -14,18 +14,6 @@ from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import UserError, cli
 
 
-def audio_files(paths: list[Path]) -> list[Path]:
-    from gtzan_tf.data.audio import SUPPORTED_EXTENSIONS
-
-    files = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
-        else:
-            files.append(path)
-    return files
-
-
 @cli
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -37,6 +25,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import_tensorflow_quietly()
 
+    from gtzan_tf.data.audio import audio_files
     from gtzan_tf.inference import Predictor, load_run
 
     files = audio_files(args.paths)

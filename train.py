@@ -18,6 +18,7 @@ FLAGS = {
     "mixup": "mixup_alpha", "branch_dropout": "branch_dropout", "embedding_epochs": "embedding_epochs",
     "patience": "early_stopping_patience",
     "mixed_precision": "mixed_precision", "jit": "jit", "strategy": "strategy",
+    "worker_timeout": "worker_timeout_seconds",
 }
 
 
@@ -27,7 +28,7 @@ def parse_args(argv):
     p.add_argument("--model", help="a name from --list-models (default resnet34_msd)")
     p.add_argument("--data", type=Path, help="dataset folder in the GTZAN layout")
     p.add_argument("--out", type=Path, help="run folder to write")
-    p.add_argument("--features", type=Path, help="prepared features folder (default OUT/../features-<config hash>)")
+    p.add_argument("--features", type=Path, help="prepared features folder (default OUT/../features-<hash of config and data>)")
     p.add_argument("--workers", type=int, default=1, help="processes for preparing missing features")
     p.add_argument("--skip-bad", action="store_true", help="prepare without unusable audio files (each named in a warning)")
     p.add_argument("--epochs", type=int)
@@ -61,6 +62,9 @@ def parse_args(argv):
                    help="float16 compute (default: on with a GPU)")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None, help="XLA compilation")
     p.add_argument("--strategy", help="auto | mirrored | multiworker (reads TF_CONFIG)")
+    p.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                   help="multiworker: give up when not every worker of TF_CONFIG has started by then "
+                        "(train.worker_timeout_seconds)")
     p.add_argument("--config", type=Path, help="a config.json to start from")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value")
     p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
@@ -69,11 +73,13 @@ def parse_args(argv):
 
 @cli
 def main(argv=None):
+    """train.py's command line (`argv` None: sys.argv). There, a multi-worker process runs as the
+    child of a parent that SIGINT and SIGTERM always stop (gtzan_tf.training.supervisor)."""
     parser, args = parse_args(argv)
-    import_tensorflow_quietly()
-    from gtzan_tf.models.registry import MODEL_NAMES
-
     if args.list_models:
+        import_tensorflow_quietly()
+        from gtzan_tf.models.registry import MODEL_NAMES
+
         print("\n".join(MODEL_NAMES))
         return
     if args.data is None or args.out is None:
@@ -84,17 +90,20 @@ def main(argv=None):
     cfg = cfg.with_overrides(args.set)
     chosen = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
     cfg = cfg.replace(train=chosen)
+    if cfg.train.strategy == "multiworker" and argv is None:
+        from gtzan_tf.training.supervisor import supervise
+
+        supervise(__file__)  # the parent exits here with the child's code; the child goes on
+    import_tensorflow_quietly()
     if cfg.train.strategy == "multiworker":  # model.fit does not run under MultiWorkerMirroredStrategy
         from gtzan_tf.training.multiworker import train_multiworker as train
     else:
         from gtzan_tf.training.experiment import train
 
-    summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
-                  verbose=2 if args.quiet else 1, skip_bad=args.skip_bad)
-    if summary.get("worker", 0) == 0:  # in a multi-worker run the chief alone writes the run folder
-        from gtzan_tf.export import export_trained
+    from gtzan_tf.export import export_trained
 
-        export_trained(args.out)
+    summary = train(cfg, args.data, args.out, features_dir=args.features, workers=args.workers,
+                    verbose=2 if args.quiet else 1, skip_bad=args.skip_bad, finish=export_trained)
     keys = [k for k in summary if k.endswith("clip_accuracy") or k.endswith("_mean") or k.endswith("_std")]
     print(" ".join(f"{k}={summary[k]:.4f}" for k in keys), file=sys.stderr)
     print(f"run folder: {args.out}")

@@ -192,7 +192,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import_tensorflow_quietly()
     from gtzan_tf.config import Config
-    from gtzan_tf.data.pipeline import load_feature_set
+    from gtzan_tf.data.index import load_index
     from gtzan_tf.models.registry import get_spec
     from gtzan_tf.prepare import ensure_prepared
     from gtzan_tf.training.folds import cross_validation_config
@@ -201,8 +201,7 @@ def main(argv=None) -> None:
     base = cross_validation_config(base.replace(train={"folds": args.folds, "seeds": args.seeds,
                                                        "learning_rate": args.lr, "refit": args.refit}))
     features = args.out / "features"
-    ensure_prepared(args.data, features, base)
-    fs = load_feature_set(features)
+    fs = ensure_prepared(load_index(args.data, base.data), features, base)
     rows = [logistic_regression_row(fs, base)]
     print(table(rows), file=sys.stderr)
     for spec in args.models:

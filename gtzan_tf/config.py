@@ -82,9 +82,18 @@ def _at_least(value, low) -> bool:
 TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
 
 
+def _type_options(hint: Any) -> tuple:
+    """The types a field accepts: `int | None` -> (int, NoneType)."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def _type_words(options: tuple) -> str:
+    return " or ".join("a list of names" if typing.get_origin(o) is tuple else TYPE_WORDS[o] for o in options)
+
+
 def _check_type(key: str, value: Any, hint: Any) -> None:
     """One clear line when `value` (from --set or a config.json) is not of the field's type."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    options = _type_options(hint)
     for option in options:
         if option is type(None) and value is None:
             return
@@ -98,8 +107,8 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
             return
         if option is str and isinstance(value, str):
             return
-    wanted = " or ".join("a list of names" if typing.get_origin(o) is tuple else TYPE_WORDS[o] for o in options)
-    raise UserError(f"{key} must be {wanted}, got {value!r}")
+    shown = list(value) if isinstance(value, tuple) else value  # as written in JSON
+    raise UserError(f"{key} must be {_type_words(options)}, got {shown!r}")
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,8 @@ class TrainConfig(Section):
     mixed_precision: bool | None = None
     jit: bool = False
     strategy: str = "auto"
+    # --strategy multiworker: how long a worker waits for every worker of TF_CONFIG to start.
+    worker_timeout_seconds: float = 300.0
 
     def check_ranges(self):
         at_least_1, at_least_0 = "an integer >= 1", "an integer >= 0"
@@ -276,7 +287,8 @@ class TrainConfig(Section):
                  "in (0, 1]"),
                 ("mixup_alpha", _at_least(self.mixup_alpha, 0), "a finite number >= 0"),
                 ("branch_dropout", _fraction(self.branch_dropout, closed=False), "in [0, 1)"),
-                ("shuffle_buffer", self.shuffle_buffer >= 1, at_least_1)]
+                ("shuffle_buffer", self.shuffle_buffer >= 1, at_least_1),
+                ("worker_timeout_seconds", _positive(self.worker_timeout_seconds), "a finite number > 0")]
 
 
 SECTIONS = {
@@ -301,22 +313,39 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: Any) -> "Config":
+        """The config of a JSON object of sections; one line for anything else (unknown section or key,
+        a section that is not an object, a value of the wrong type or out of range)."""
+        if not isinstance(data, dict):
+            raise UserError(f"a config is a JSON object of sections ({', '.join(SECTIONS)}), got {_json_kind(data)}")
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise UserError(f"unknown config section {unknown[0]!r}: the sections are {', '.join(SECTIONS)}")
         sections = {}
         for name, section_cls in SECTIONS.items():
-            values = dict(data.get(name, {}))
-            known = {f.name: f for f in dataclasses.fields(section_cls)}
-            for key, value in values.items():
+            values = data.get(name, {})
+            if not isinstance(values, dict):
+                raise UserError(f"config section {name!r} must be an object of settings, got {_json_kind(values)}")
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            for key in values:
                 if key not in known:
                     raise UserError(f"unknown config key {name}.{key}")
-                if isinstance(value, list):
-                    values[key] = tuple(value)
-            sections[name] = section_cls(**values)
+            sections[name] = section_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         return cls(**sections)
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A config.json; one line naming the file for text that is not JSON or not a config."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not a config: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        try:
+            return cls.from_dict(data)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -336,9 +365,11 @@ class Config:
                 raise UserError(f"bad --set {item!r}: expected section.key=value, e.g. features.n_mels=128")
             key, raw = item.split("=", 1)
             section, name = key.split(".", 1)
-            if section not in data or name not in data[section]:
+            if section not in data:
+                raise UserError(f"unknown config section {section!r} in --set {item}: the sections are {', '.join(SECTIONS)}")
+            if name not in data[section]:
                 raise UserError(f"unknown config key {key!r}")
-            data[section][name] = _parse_value(key, raw, data[section][name])
+            data[section][name] = _parse_value(key, raw, typing.get_type_hints(SECTIONS[section])[name])
         return Config.from_dict(data)
 
     def feature_fingerprint(self) -> str:
@@ -348,14 +379,39 @@ class Config:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _parse_value(key: str, raw: str, current: Any) -> Any:
-    if isinstance(current, bool) or current is None and raw.lower() in ("true", "false"):
-        return raw.lower() in ("1", "true", "yes", "on")
-    if isinstance(current, (tuple, list)):
-        return tuple(x for x in raw.split(",") if x)
-    if current is None and raw.lower() == "none":
+@dataclass(frozen=True)
+class PageConfig:
+    """The model page (`python -m gtzan_tf.app`): where it listens and what one request may cost.
+    Not part of a run's Config: the same run can be served with other limits."""
+
+    host: str = "127.0.0.1"  # this machine only; 0.0.0.0 (e.g. in Docker) to serve others
+    port: int = 7860
+    max_minutes: float = 10.0  # a longer song is analysed from its start to here
+    max_upload_mb: int = 100  # about 10 minutes of CD-quality WAV
+    concurrency: int = 1  # requests analysed at once, all by the one model in memory
+    queue_size: int = 64  # requests waiting beyond this are turned away
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words: `a list`, `a string`, ..."""
+    return {**TYPE_WORDS, dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _parse_value(key: str, raw: str, hint: Any) -> Any:
+    """A --set value as the field's type: true/false (any case), null or none for an optional field,
+    a comma-separated list for a list of names, else an integer, number or string."""
+    options = _type_options(hint)
+    word = raw.strip().lower()
+    if type(None) in options and word in ("null", "none"):
         return None
-    try:
-        return type(current)(raw) if current is not None else json.loads(raw)
-    except ValueError as exc:
-        raise UserError(f"bad value {raw!r} for {key}: expected {TYPE_WORDS[type(current)] if current is not None else 'a JSON value'}") from exc
+    if bool in options and word in ("true", "false"):
+        return word == "true"
+    if any(typing.get_origin(o) is tuple for o in options):
+        return tuple(x for x in raw.split(",") if x)
+    for option in (int, float, str):
+        if option in options:
+            try:
+                return option(raw)
+            except ValueError:
+                pass
+    raise UserError(f"bad value {raw!r} for {key}: expected {_type_words(options)}")

@@ -18,8 +18,8 @@ import keras
 import tensorflow as tf
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
-from gtzan_tf.errors import cli
-from gtzan_tf.files import replace_dir
+from gtzan_tf.errors import cli, tensorflow_io_errors
+from gtzan_tf.files import folder_lock, replace_dir
 from gtzan_tf.features.frontend import ClipFrontend, classifier_inputs
 from gtzan_tf.features.layers import Standardize
 from gtzan_tf.inference import load_run
@@ -57,9 +57,12 @@ def export_run(run_dir: str | Path, model: keras.Model | None = None) -> None:
     """Write RUN_DIR/saved_model and RUN_DIR/serving (replacing older exports atomically)."""
     run = load_run(run_dir)
     model = model or run.model
-    replace_dir(run.root / "saved_model", lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False))
+    with tensorflow_io_errors(run.root / "saved_model"):
+        replace_dir(run.root / "saved_model", lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False))
     module = GenreServing(run.cfg, model, run.genres, run.normalization)
-    replace_dir(run.root / "serving", lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve}))
+    with tensorflow_io_errors(run.root / "serving"):
+        replace_dir(run.root / "serving",
+                    lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve}))
 
 
 def export_trained(run_dir: str | Path) -> list[Path]:
@@ -76,7 +79,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, metavar="RUN_DIR")
     args = p.parse_args(argv)
-    export_run(args.run)
+    with folder_lock(args.run):
+        export_run(args.run)
     print(f"exported {args.run / 'saved_model'} and {args.run / 'serving'}")
 
 

@@ -1,13 +1,17 @@
-"""Files the project writes: atomic writes, folder replacement, and the marker of folders it owns.
+"""Files the project writes: atomic writes, folder replacement, the marker of folders it owns and
+the lock of the one process writing one.
 
 Every write goes to a hidden temporary file beside its target and is renamed into place, so an
 interrupted run never leaves a half-written file under the real name. A folder the project made
 carries `OWNER_MARKER`, naming the project and what the folder is; only such a folder is ever
-cleared, and then only of the files the project writes there.
+cleared, and then only of the files the project writes there. A process writes into such a folder
+only while it holds the folder's lock (`owned_folder`, `folder_lock`).
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -18,8 +22,10 @@ from typing import Callable, Iterator
 from gtzan_tf.errors import UserError
 
 OWNER_MARKER = ".gtzan-tf.json"
+LOCK_FILE = ".gtzan-tf.lock"
 PROJECT = "gtzan-tf"
 TEMPORARY_GLOB = ".*.tmp-*"
+_locked: set[Path] = set()  # the lock files this process holds
 
 
 @contextlib.contextmanager
@@ -45,6 +51,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
@@ -94,18 +108,63 @@ def owner_kind(folder: Path) -> str | None:
 
 
 def claim_folder(folder: Path, kind: str, what: str) -> bool:
-    """Make `folder` ours (create it or mark an empty one); True if it was ours already.
+    """Make `folder` ours (create it or mark an empty one) and remove temporaries an interrupted
+    run left; True if it was ours already. Call it holding the lock of the folder or of the run it
+    is part of (`owned_folder`).
 
     A folder that is not empty and not marked as `kind` is refused: the project never writes
     into, or deletes from, a folder that holds someone else's files.
     """
+    ours = _make_ours(folder, kind, what)
+    if ours:
+        remove_temporaries(folder)
+    return ours
+
+
+@contextlib.contextmanager
+def owned_folder(folder: Path, kind: str, what: str, shared: bool = False) -> Iterator[bool]:
+    """`claim_folder` with the folder's lock held for the block (yields whether it was ours already):
+    one writer per folder at a time, or, `shared`, several processes that write different files of
+    one job (each holding a lock of its own part as well)."""
+    ours = _make_ours(folder, kind, what)
+    with folder_lock(folder, shared=shared):
+        if ours and not shared:
+            remove_temporaries(folder)
+        yield ours
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str = LOCK_FILE, shared: bool = False) -> Iterator[None]:
+    """Hold a lock of our `folder`: a `flock` of FOLDER/NAME (exclusive, or `shared`), which the OS
+    drops when the process ends, even by kill -9, so no lock outlives its holder. A lock another
+    process holds is one error naming the folder; this process may take a lock it holds again."""
+    path = Path(folder).resolve() / name
+    if path in _locked:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{folder} is being written by another process right now; wait for it to finish, "
+                        "or choose another folder") from None
+    _locked.add(path)
+    try:
+        yield
+    finally:
+        _locked.discard(path)
+        os.close(fd)
+
+
+def _make_ours(folder: Path, kind: str, what: str) -> bool:
+    """Create `folder` or mark an empty one as ours (`claim_folder`'s rules); True if it was ours already."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder; choose a folder for {what}")
     if folder.is_dir():
         found = owner_kind(folder)
         if found == kind:
-            remove_temporaries(folder)
             return True
         if any(folder.iterdir()):
             made = f"a gtzan-tf {found} folder" if found else "not a folder gtzan-tf made"

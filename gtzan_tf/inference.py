@@ -112,6 +112,8 @@ class Predictor:
         return {name: value.numpy() for name, value in out.items()}
 
     def predict_waveform(self, y: np.ndarray) -> dict:
+        """The clip's genre probabilities (best first), each segment's (`predict.py --segments`'s
+        timeline), and `silent`: whether the audio is too quiet for its genre to mean anything."""
         out = self.serve(y)
         probs, segments = out["probabilities"], out["segment_probabilities"]
         order = np.argsort(-probs)
@@ -120,15 +122,15 @@ class Predictor:
             "probabilities": {self.run.genres[i]: float(probs[i]) for i in order},
             "segments": [
                 {"start_s": k * self.cfg.features.segment_seconds(self.cfg.audio.sample_rate),
-                 "genre": self.run.genres[int(p.argmax())], "probability": float(p.max())}
+                 "genre": self.run.genres[int(p.argmax())], "probability": float(p.max()),
+                 "probabilities": dict(zip(self.run.genres, map(float, p)))}
                 for k, p in enumerate(segments)
             ],
+            "silent": float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < SILENCE_RMS,
         }
 
     def predict_file(self, path: str | Path) -> dict:
-        """The prediction for one file; `silent` flags audio too quiet for its genre to mean anything."""
+        """The prediction for one file."""
         from gtzan_tf.data.audio import load_audio
 
-        y = load_audio(path, self.cfg.audio)
-        silent = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < SILENCE_RMS
-        return {"file": str(path), **self.predict_waveform(y), "silent": silent}
+        return {"file": str(path), **self.predict_waveform(load_audio(path, self.cfg.audio))}

@@ -196,18 +196,16 @@ def search(base: Config, data: Path, out: Path, trials: int, space: dict, storag
     import optuna
 
     from gtzan_tf.files import claim_folder
-    from gtzan_tf.training.trainer import prepare_features, validate
+    from gtzan_tf.training.trainer import locate_features, prepare_features, validate
 
     validate(base)
     if base.train.folds < 2:
         raise UserError(f"--folds must be at least 2 (every trial is cross-validated), got {base.train.folds}")
-    if not data.is_dir() and features is None:
-        raise UserError(f"data folder {data} does not exist")
     url, name = storage_url(out, storage), study_name or out.resolve().name
     check_existing_study(url, name, study_setup(base))
+    features, index = locate_features(base, data, out, features or out / "features")
     claim_folder(out, "study", "--out")
-    features = features or out / "features"
-    prepare_features(base, data, features, workers=1)
+    prepare_features(base, index, features, workers=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=open_storage(url), study_name=name, direction="minimize", load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))

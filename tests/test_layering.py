@@ -16,7 +16,7 @@ LAYERS = {
     "gtzan_tf.prepare": 2,
     "gtzan_tf.inference": 3,
     "gtzan_tf.evaluation": 4, "gtzan_tf.training": 4,
-    "gtzan_tf.export": 5,
+    "gtzan_tf.export": 5, "gtzan_tf.app": 5,
 }
 # Within a layer, these directions only (the other one would close a circle of packages).
 SAME_LAYER_ALLOWED = {

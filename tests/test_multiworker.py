@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -192,6 +193,74 @@ def test_a_killed_worker_resumes_to_the_uninterrupted_weights(two_workers, tiny_
     assert not (run / BACKUP).exists()
 
 
+def start_alone(tiny_data: Path, tiny_features: Path, run: Path, *extra: str) -> tuple[subprocess.Popen, list[str]]:
+    """Worker 0 of a two-worker TF_CONFIG whose worker 1 never starts: the process and both addresses."""
+    tf_config = local_tf_configs(2)[0]
+    cmd = [sys.executable, "train.py", "--strategy", "multiworker", "--model", "cnn1d", "--data", str(tiny_data),
+           "--out", str(run), "--features", str(tiny_features), "--quiet", *TINY_FLAGS, *extra]
+    process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "TF_CONFIG": tf_config}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return process, json.loads(tf_config)["cluster"]["worker"]
+
+
+def listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as s:
+        return s.connect_ex((host, int(port))) == 0
+
+
+@pytest.mark.parametrize("signum, line", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGINT, "interrupted")])
+def test_a_worker_waiting_for_its_peers_stops_on_a_signal_with_one_line(signum, line, tiny_data, tiny_features, tmp_path):
+    run = tmp_path / "run"
+    process, (own, _) = start_alone(tiny_data, tiny_features, run)
+    try:
+        deadline = time.monotonic() + 300
+        while not listening(own):  # TensorFlow's server is up: the worker waits for its peer inside TensorFlow
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signum)  # to the process train.py started as, as a scheduler or Ctrl-C does
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 128 + signum and "Traceback" not in err
+    assert err.strip().splitlines()[-2:] == ["worker 0: waiting up to 300 s for the workers of TF_CONFIG", line]
+    assert not listening(own), "the waiting worker is still running"
+    assert not run.exists()
+
+
+def test_a_worker_whose_peer_never_comes_gives_up_naming_it(tiny_data, tiny_features, tmp_path):
+    run = tmp_path / "run"
+    process, (_, missing) = start_alone(tiny_data, tiny_features, run, "--worker-timeout", "5")
+    try:
+        _, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "worker 0: waiting up to 5 s for the workers of TF_CONFIG",
+        f"error: worker 0: gave up after 5 s waiting for {missing} of TF_CONFIG; start every worker within "
+        "train.worker_timeout_seconds (--worker-timeout) of the others"]
+    assert not run.exists()
+
+
+def test_the_missing_workers_are_read_from_tensorflows_message():
+    tf_config = {"cluster": {"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}
+    leader = ("Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0.\n# of tasks that reached the barrier: 1/3."
+              "\nThe first task at the barrier: /job:chief/replica:0/task:0. Some timed out task names:\n"
+              "/job:worker/replica:0/task:0\n/job:worker/replica:0/task:1\n\nAdditional GRPC error information from "
+              "remote target /job:chief/replica:0/task:0 while calling /tensorflow.CoordinationService/RegisterTask")
+    assert multiworker._missing_workers(leader, tf_config, 0) == ["a:1", "b:2"]
+    other = ("Deadline Exceeded\nAdditional GRPC error information from remote target /job:chief/replica:0/task:0 "
+             "while calling /tensorflow.CoordinationService/RegisterTask:\n:UNKNOWN:Error received from peer")
+    assert multiworker._missing_workers(other, tf_config, 1) == ["c:0"]
+    assert multiworker._missing_workers("Deadline Exceeded", tf_config, 1) == ["c:0", "b:2"]
+
+
 def test_tf_config_errors_are_one_clear_line(monkeypatch):
     cases = {
         "{not json": "not valid JSON",
@@ -228,7 +297,7 @@ def test_unsupported_settings_fail_before_any_work(tmp_path):
 def test_both_paths_build_one_callback_list(tmp_path):
     """train_one (model.fit) and the multi-worker loop take their callbacks from make_callbacks."""
     kinds = [type(c).__name__ for c in make_callbacks(Config(), tmp_path, val_clips=object())]
-    assert kinds == ["ClipMetrics", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
+    assert kinds == ["DiskRoom", "ClipMetrics", "ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau", "TensorBoard",
                      "CSVLogger", "TerminateOnNaN", "CallbackState", "BackupAndRestore"]
     scheduled = make_callbacks(Config().replace(train={"schedule": "cosine"}), tmp_path, val_clips=None)
     assert not any(isinstance(c, (ClipMetrics, keras.callbacks.ReduceLROnPlateau)) for c in scheduled)

@@ -154,6 +154,64 @@ def test_a_setting_of_the_wrong_type_names_its_key(tiny_data, tmp_path):
     assert not (tmp_path / "f").exists()
 
 
+BAD_CONFIGS = {  # config.json text -> what its one error line says
+    '{"trian": {"epochs": 3}}': "unknown config section 'trian': the sections are audio, features, augment, data, train",
+    '[{"train": {"epochs": 3}}]': "a config is a JSON object of sections (audio, features, augment, data, train), got a list",
+    '"train"': "got a string",
+    '{"train": [["epochs", 3]]}': "config section 'train' must be an object of settings, got a list",
+    '{"train": {"epochs": [3]}}': "train.epochs must be an integer, got [3]",
+    '{"data": {"embeddings": "MSD_musicnn"}}': "data.embeddings must be a list of names, got 'MSD_musicnn'",
+    '{"train": {"jit": "true"}}': "train.jit must be true or false",
+    '{"train": {"epochs": 3,}}': "is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 24",
+    '{"train": {\n  "epochs": 3\n  "jit": true}}': "is not valid JSON: Expecting ',' delimiter at line 3 column 3",
+}
+BAD_SETS = {
+    "train.jit=ture": "bad value 'ture' for train.jit: expected true or false",
+    "train.jit=1": "bad value '1' for train.jit: expected true or false",
+    "train.mixed_precision=yes": "bad value 'yes' for train.mixed_precision: expected true or false or null",
+    "trian.epochs=3": "unknown config section 'trian' in --set trian.epochs=3",
+}
+
+
+def refused_in_process(entry: str, tmp_path: Path, tiny_data: Path, capsys, *args: str) -> subprocess.CompletedProcess:
+    """train.py's or prepare's main on `args`; checks that it wrote nothing under tmp_path."""
+    if entry == "train.py":
+        import train
+
+        main, out = train.main, ["--model", "cnn1d", "--out", str(tmp_path / "run")]
+    else:
+        from gtzan_tf.prepare.__main__ import main
+
+        out = ["--out", str(tmp_path / "features")]
+    before = sorted(tmp_path.rglob("*"))
+    result = run_main(main, "--data", str(tiny_data), *out, *args, capsys=capsys)
+    assert sorted(tmp_path.rglob("*")) == before, "a refused command wrote files"
+    return result
+
+
+@pytest.mark.parametrize("entry", ["train.py", "prepare"])
+@pytest.mark.parametrize("text", BAD_CONFIGS)
+def test_a_config_file_of_the_wrong_shape_is_one_line_and_writes_nothing(entry, text, tiny_data, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(text)
+    line = one_error_line(refused_in_process(entry, tmp_path, tiny_data, capsys, "--config", str(config)),
+                          BAD_CONFIGS[text])
+    assert line.startswith(f"error: {config}"), line
+
+
+@pytest.mark.parametrize("entry", ["train.py", "prepare"])
+@pytest.mark.parametrize("setting", BAD_SETS)
+def test_a_set_value_that_is_not_of_its_type_is_one_line(entry, setting, tiny_data, tmp_path, capsys):
+    one_error_line(refused_in_process(entry, tmp_path, tiny_data, capsys, "--set", setting), BAD_SETS[setting])
+
+
+def test_set_booleans_are_true_or_false_in_any_case():
+    assert Config().with_overrides(["train.jit=TRUE", "train.refit=True"]).train.jit is True
+    flipped = Config().replace(train={"jit": True, "mixed_precision": True})
+    assert flipped.with_overrides(["train.jit=false", "train.mixed_precision=FALSE"]).train.jit is False
+    assert flipped.with_overrides(["train.mixed_precision=null"]).train.mixed_precision is None
+
+
 def test_a_diverging_run_stops_at_the_first_nan_loss_with_one_line(tiny_data, tiny_features, tmp_path):
     run = tmp_path / "run"
     result = run_cli("train.py", "--model", "cnn1d", "--data", str(tiny_data), "--features", str(tiny_features),

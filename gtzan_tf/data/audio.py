@@ -34,15 +34,29 @@ def probe_audio(path: str | Path, cfg: AudioConfig) -> float:
     return seconds
 
 
-def load_audio(path: str | Path, cfg: AudioConfig) -> np.ndarray:
-    """Decode, down-mix to mono and resample to `cfg.sample_rate`; float32 in [-1, 1]."""
+def audio_files(paths: list[Path]) -> list[Path]:
+    """The files among `paths`, and the supported audio files under its folders (sorted)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+        else:
+            files.append(path)
+    return files
+
+
+def load_audio(path: str | Path, cfg: AudioConfig, max_seconds: float | None = None) -> np.ndarray:
+    """Decode (only the first `max_seconds` when given), down-mix to mono and resample to
+    `cfg.sample_rate`; float32 in [-1, 1]."""
     path = Path(path)
     if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
         raise BadAudioError(f"{path}: unsupported format; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
     probe_audio(path, cfg)
     try:
-        with native_stderr_silenced():
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with native_stderr_silenced(), sf.SoundFile(str(path)) as audio:
+            rate = audio.samplerate
+            frames = -1 if max_seconds is None else round(max_seconds * rate)
+            data = audio.read(frames, dtype="float32", always_2d=True)
     except Exception as exc:
         raise BadAudioError(f"{path}: cannot decode audio ({decode_failure(exc)}); re-download or convert it") from None
     return to_mono_resampled(data, rate, cfg, source=path)

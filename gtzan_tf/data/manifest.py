@@ -1,38 +1,71 @@
 """The features folder's manifest: the one reader and writer of `manifest.json`.
 
-Keys: format_version, fingerprint (of the feature config), config, genres, segment_shape,
-embeddings (input name -> size), normalization (training mean and std), splits (split ->
-clips, source_clips, segments and shards [{file, sha256, clips, segments}]) and skipped.
+Keys: format_version, fingerprint (of the feature config), data (the dataset's fingerprint and
+folder: `DatasetIndex.fingerprint`), config, genres, segment_shape, embeddings (input name ->
+size), normalization (training mean and std), splits (split -> clips, source_clips, segments and
+shards [{file, sha256, clips, segments}]) and skipped.
+
+A features folder is read only after every shard is verified against the manifest (its sha256 and
+record count), so a damaged or cut shard is one error, never a smaller split.
 """
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+
 from gtzan_tf.config import Config
+from gtzan_tf.data.index import check_known_genres
 from gtzan_tf.errors import UserError
-from gtzan_tf.files import write_json
+from gtzan_tf.files import sha256_file, write_json
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the data's identity is recorded
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A prepared features folder: its manifest, shards and normalisation statistics."""
+    """A prepared features folder: its manifest, shards and normalisation statistics.
+
+    `model_genres` and `model_normalization`, when set (`scored_by`), make it read as a trained model
+    sees data: labels are the model's genre indices and segments are standardised with the
+    statistics it was trained with.
+    """
 
     root: Path
     manifest: dict
+    model_genres: tuple[str, ...] | None = None
+    model_normalization: tuple[float, float] | None = None
 
     @property
     def fingerprint(self) -> str:
         return self.manifest["fingerprint"]
 
     @property
+    def data_fingerprint(self) -> str:
+        return self.manifest["data"]["fingerprint"]
+
+    @property
+    def data_root(self) -> str:
+        return self.manifest["data"]["root"]
+
+    @property
     def genres(self) -> list[str]:
-        return self.manifest["genres"]
+        return list(self.model_genres or self.manifest["genres"])
+
+    @property
+    def label_map(self) -> list[int] | None:
+        """Stored label -> the model's label, when read for a model (`scored_by`)."""
+        return [self.model_genres.index(g) for g in self.manifest["genres"]] if self.model_genres else None
+
+    def scored_by(self, genres: list[str], normalization: tuple[float, float]) -> "FeatureSet":
+        """These features as a model trained on `genres` with `normalization` reads them: labels
+        mapped by genre name (a genre the model does not know is one error)."""
+        check_known_genres(self.manifest["genres"], genres, f"the data of {self.root} ({self.data_root})")
+        return FeatureSet(self.root, self.manifest, tuple(genres), tuple(normalization))
 
     @property
     def segment_shape(self) -> tuple[int, int]:
@@ -44,8 +77,34 @@ class FeatureSet:
 
     @property
     def normalization(self) -> tuple[float, float]:
+        if self.model_normalization:
+            return self.model_normalization
         stats = self.manifest["normalization"]
         return stats["mean"], stats["std"]
+
+    def check_data(self, data_fingerprint: str, data_dir: str | Path) -> None:
+        """Refuse features that were prepared from other data than `data_dir` (identity `data_fingerprint`)."""
+        if self.data_fingerprint != data_fingerprint:
+            raise UserError(
+                f"{self.root} holds features of other data ({self.data_root} as it was then), not of {data_dir}; "
+                f"choose another --features folder, or prepare this one again with `python -m gtzan_tf.prepare "
+                f"--data {data_dir} --out {self.root} --config {self.root / 'config.json'} --overwrite`")
+
+    def verify(self) -> None:
+        """Check every shard against the manifest (sha256 and record count); one error names a bad one."""
+        for split in self.manifest["splits"].values():
+            for shard in split["shards"]:
+                path = self.root / shard["file"]
+                repair = (f"run `python -m gtzan_tf.prepare --data {self.data_root} --out {self.root} "
+                          f"--config {self.root / 'config.json'}` again to repair it")
+                if not path.is_file():
+                    raise UserError(f"{path} is missing; {repair}")
+                if sha256_file(path) != shard["sha256"]:
+                    raise UserError(f"{path} is damaged (its sha256 is not the one in {MANIFEST}); {repair}")
+                records = count_records(path)
+                if records != shard["clips"]:
+                    found = "ends inside a record" if records is None else f"holds {records} records"
+                    raise UserError(f"{path} {found}, {MANIFEST} says {shard['clips']}; {repair}")
 
     @cached_property
     def config(self) -> Config:
@@ -77,6 +136,21 @@ class FeatureSet:
             )
 
 
+def count_records(path: Path) -> int | None:
+    """The records of a TFRecord file, read off its framing (each record: its length as uint64, a CRC
+    of it, the data, a CRC of the data) without reading the data; None if it ends inside a record."""
+    size, count, position = path.stat().st_size, 0, 0
+    with open(path, "rb") as f:
+        while position < size:
+            header = f.read(8)
+            if len(header) < 8:
+                return None
+            position += 8 + 4 + struct.unpack("<Q", header)[0] + 4
+            f.seek(position)
+            count += 1
+    return count if position == size else None
+
+
 def read_manifest(features_dir: str | Path) -> FeatureSet | None:
     """The folder's manifest, or None if it has none (a damaged one is one clear error)."""
     root = Path(features_dir)
@@ -88,27 +162,29 @@ def read_manifest(features_dir: str | Path) -> FeatureSet | None:
         FeatureSet(root, manifest).fingerprint
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is damaged; delete it and run prepare again to rebuild it") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{root} was prepared by an older gtzan-tf; prepare it again with `python -m gtzan_tf.prepare "
+                        f"--data DIR --out {root} --config {root / 'config.json'} --overwrite`")
     return FeatureSet(root, manifest)
 
 
 def load_feature_set(features_dir: str | Path) -> FeatureSet:
-    """The complete features folder `features_dir` (every shard present)."""
+    """The complete, verified features folder `features_dir`."""
     fs = read_manifest(features_dir)
     if fs is None:
         raise UserError(f"{features_dir} has no {MANIFEST}; run `python -m gtzan_tf.prepare --data DIR --out {features_dir}` first")
-    for split in fs.manifest["splits"].values():
-        for shard in split["shards"]:
-            if not (fs.root / shard["file"]).is_file():
-                raise UserError(f"{fs.root / shard['file']} is missing; run prepare again to rebuild it")
+    fs.verify()
     return fs
 
 
-def write_manifest(out: Path, cfg: Config, genres: list[str], embeddings: dict[str, int], splits: dict,
+def write_manifest(out: Path, cfg: Config, data: dict, genres: list[str], embeddings: dict[str, int], splits: dict,
                    normalization: tuple[float, float], skipped: list[dict]) -> dict:
-    """Write `manifest.json` atomically; `splits` maps split -> {clips, source_clips, segments, shards}."""
+    """Write `manifest.json` atomically; `data` is {fingerprint, root} of the dataset, `splits` maps
+    split -> {clips, source_clips, segments, shards}."""
     manifest = {
         "format_version": FORMAT_VERSION,
         "fingerprint": cfg.feature_fingerprint(),
+        "data": data,
         "config": cfg.to_dict(),
         "genres": list(genres),
         "segment_shape": list(cfg.features.segment_shape),

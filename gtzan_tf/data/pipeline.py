@@ -46,7 +46,8 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
     `sources` keeps only the versions of those source clips (one cross-validation fold's share).
 
     The stored frontend outputs become model inputs by `classifier_inputs`, as in the serving
-    model: segments standardised with the training set's mean and std, clip embeddings repeated
+    model: segments standardised with the training set's mean and std (`fs.normalization`), labels
+    in `fs.genres`' order (`FeatureSet.scored_by`), clip embeddings repeated
     on every segment of their clip (the reference recipe). The order depends on the seed
     only (parallel reads and maps stay deterministic), so a seeded run can be repeated exactly.
     """
@@ -68,9 +69,12 @@ def clip_dataset(fs: FeatureSet, split: str, inputs: tuple[str, ...], *, origina
         kept = tf.constant(sorted(sources), tf.string)
         examples = examples.filter(lambda ex: tf.reduce_any(tf.equal(ex["source_id"], kept)))
 
+    label_map = None if fs.label_map is None else tf.constant(fs.label_map, tf.int64)
+
     def to_clip(ex):
         clip = {SEGMENTS: ex["features"], **{name: ex[name] for name in fs.embedding_dims}}
-        return classifier_inputs(clip, fs.segment_input, inputs, standardize), ex["label"], ex["clip_id"]
+        label = ex["label"] if label_map is None else tf.gather(label_map, ex["label"])
+        return classifier_inputs(clip, fs.segment_input, inputs, standardize), label, ex["clip_id"]
 
     return examples.map(to_clip, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -13,7 +13,6 @@ Modules: plan (the shard plan), worker (one shard), run (the driver), __main__ (
 the manifest's schema lives in gtzan_tf.data.manifest.
 """
 from gtzan_tf.data.manifest import MANIFEST
-from gtzan_tf.prepare.run import ensure_prepared, merge, prepare
-from gtzan_tf.prepare.worker import sha256_file
+from gtzan_tf.prepare.run import default_features_dir, ensure_prepared, merge, prepare
 
-__all__ = ["MANIFEST", "ensure_prepared", "merge", "prepare", "sha256_file"]
+__all__ = ["MANIFEST", "default_features_dir", "ensure_prepared", "merge", "prepare"]

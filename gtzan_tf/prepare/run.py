@@ -1,6 +1,8 @@
 """The driver: plan the shards, claim the output folder, run the workers, merge the manifest."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -16,9 +18,9 @@ from tqdm import tqdm
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import DatasetIndex, load_index
-from gtzan_tf.data.manifest import MANIFEST, read_manifest, write_manifest
+from gtzan_tf.data.manifest import MANIFEST, FeatureSet, read_manifest, write_manifest
 from gtzan_tf.errors import BadAudioError, UserError
-from gtzan_tf.files import claim_folder, clear_owned, remove_temporaries, write_json
+from gtzan_tf.files import clear_owned, folder_lock, owned_folder, remove_temporaries, write_json
 from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.prepare.plan import ShardTask, plan_shards
 from gtzan_tf.prepare.worker import build_shard, init_worker, shard_is_done
@@ -39,44 +41,49 @@ def prepare(
     shard_index: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    index: DatasetIndex | None = None,
 ) -> dict | None:
-    """Prepare features into `out_dir`; returns the manifest, or None while other parts are pending."""
+    """Prepare features into `out_dir`; returns the manifest, or None while other parts are pending.
+
+    `index`, when the caller has read the dataset already, stands for `data_dir` and `split_lists`.
+    """
     cfg = cfg or Config()
     if not 0 <= shard_index < num_shards:
         raise UserError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    index = load_index(data_dir, cfg.data, split_lists=split_lists, skip_bad=skip_bad)
+    index = index or load_index(data_dir, cfg.data, split_lists=split_lists, skip_bad=skip_bad)
     _check_audio_headers(index, cfg, skip_bad)
+    data = data_identity(index)
     out = Path(out_dir)
-    existed = out.exists()
-    fresh = not existed or out.is_dir() and not any(out.iterdir())
-    claimed = False
-    try:
-        _claim_output_folder(out, cfg, overwrite)
-        claimed = True
-        tasks = plan_shards(index, cfg)
-        plan = {"shards": [t.name for t in tasks], "genres": list(index.genres),
-                "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
-        write_json(out / "plan.json", plan, indent=1)
-        mine = [t for t in tasks if t.number % num_shards == shard_index] if num_shards > 1 else tasks
-        done = {t.name for t in tasks if shard_is_done(out, t)}  # each shard is hashed once per run
-        todo = [t for t in mine if t.name not in done]
-        if todo:
-            _run_tasks(todo, cfg, out, workers, skip_bad, progress)
-        elif progress:
-            print(f"{out}: all {len(mine)} shards already prepared", file=sys.stderr)
-        done.update(t.name for t in todo)
-        others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
-        return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
-    except (UserError, OSError):
-        if fresh and out.is_dir():  # a refused first run leaves the folder as it was; a resumed one keeps its finished shards
-            shutil.rmtree(out, ignore_errors=True)
-            if existed:
-                out.mkdir()
-        elif claimed:
-            remove_temporaries(out)
-        raise
+    existed = out.is_dir()
+    parts = num_shards > 1  # machines preparing one folder together: each holds the lock of its part
+    with owned_folder(out, "features", "--out", shared=parts) as ours, \
+            folder_lock(out, f".gtzan-tf.part-{shard_index}-of-{num_shards}.lock") if parts else contextlib.nullcontext():
+        try:
+            _check_previous_output(out, cfg, data, overwrite)
+            tasks = plan_shards(index, cfg)
+            plan = {"data": data, "shards": [t.name for t in tasks], "genres": list(index.genres),
+                    "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
+            write_json(out / "plan.json", plan, indent=1)
+            mine = [t for t in tasks if t.number % num_shards == shard_index] if parts else tasks
+            done = {t.name for t in tasks if shard_is_done(out, t)}  # each shard is hashed once per run
+            todo = [t for t in mine if t.name not in done]
+            if todo:
+                _run_tasks(todo, cfg, out, workers, skip_bad, progress)
+            elif progress:
+                print(f"{out}: all {len(mine)} shards already prepared", file=sys.stderr)
+            done.update(t.name for t in todo)
+            others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
+            return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
+        except (UserError, OSError):
+            if not ours and not parts:  # a refused first run leaves the folder as it was; a resumed one keeps its shards
+                shutil.rmtree(out, ignore_errors=True)
+                if existed:
+                    out.mkdir()
+            else:
+                remove_temporaries(out)
+            raise
 
 
 def _check_audio_headers(index: DatasetIndex, cfg: Config, skip_bad: bool) -> None:
@@ -96,15 +103,31 @@ def is_prepare_output(path: Path) -> bool:
     return path.is_file() and (path.name in PREPARE_FILES or SHARD_FILE.fullmatch(path.name) is not None)
 
 
-def _claim_output_folder(out: Path, cfg: Config, overwrite: bool) -> None:
-    """Use `out` if it is new, empty or a features folder prepare made; with another config, only --overwrite
-    clears it, and then only of the files prepare wrote."""
-    config_path = out / "config.json"
-    if claim_folder(out, "features", "--out") and config_path.is_file():
+def default_features_dir(parent: Path, cfg: Config, index: DatasetIndex) -> Path:
+    """PARENT/features-<hash of the feature config and of the data's identity>: one folder per
+    dataset (and version of it) and feature config."""
+    key = hashlib.sha256(f"{cfg.feature_fingerprint()}:{index.fingerprint()}".encode()).hexdigest()[:16]
+    return Path(parent) / f"features-{key}"
+
+
+def data_identity(index: DatasetIndex) -> dict:
+    """What the manifest records of the data: its fingerprint and folder."""
+    return {"fingerprint": index.fingerprint(), "root": str(index.root.resolve())}
+
+
+def _check_previous_output(out: Path, cfg: Config, data: dict, overwrite: bool) -> None:
+    """Go on in a features folder made with this config from this data; one made with another config or
+    from other data only --overwrite clears, and then only of the files prepare wrote."""
+    config_path, plan_path = out / "config.json", out / "plan.json"
+    if config_path.is_file():
         previous = Config.load(config_path)
-        if previous.feature_fingerprint() != cfg.feature_fingerprint() or previous.data.clips_per_shard != cfg.data.clips_per_shard:
+        other_config = (previous.feature_fingerprint() != cfg.feature_fingerprint()
+                        or previous.data.clips_per_shard != cfg.data.clips_per_shard)
+        previous_data = _read_json(plan_path).get("data", {}) if plan_path.is_file() else data
+        if other_config or previous_data.get("fingerprint") != data["fingerprint"]:
             if not overwrite:
-                raise UserError(f"{out} holds features made with another config; use a new --out or pass --overwrite")
+                made = "with another config" if other_config else f"from other data ({previous_data.get('root', 'unknown')})"
+                raise UserError(f"{out} holds features made {made}; use a new --out or pass --overwrite")
             clear_owned(out, is_prepare_output)
     if not config_path.is_file():
         cfg.save(config_path)
@@ -164,12 +187,24 @@ def merge(out_dir: str | Path) -> dict:
     mean = total / count
     std = float(np.sqrt(max(total_sq / count - mean**2, 1e-12)))
     embeddings = {EMBEDDING_INPUTS[m]: MUSICNN.embedding_size for m in cfg.data.embeddings}
-    return write_manifest(out, cfg, plan["genres"], embeddings, splits, (mean, std), skipped)
+    return write_manifest(out, cfg, plan["data"], plan["genres"], embeddings, splits, (mean, std), skipped)
 
 
-def ensure_prepared(data_dir: str | Path, out_dir: str | Path, cfg: Config, **kwargs) -> dict:
-    """The manifest of `out_dir`, preparing the features first if they are missing or stale."""
+def _read_json(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def ensure_prepared(index: DatasetIndex, out_dir: str | Path, cfg: Config, **kwargs) -> FeatureSet:
+    """The verified features of the data `index` in `out_dir`, prepared first if they are missing
+    or were made with another config; features of other data are refused."""
     fs = read_manifest(out_dir)
-    if fs is not None and fs.fingerprint == cfg.feature_fingerprint():
-        return fs.manifest
-    return prepare(data_dir, out_dir, cfg, **kwargs)
+    if fs is None or fs.fingerprint != cfg.feature_fingerprint():
+        prepare(index.root, out_dir, cfg, index=index, **kwargs)
+        fs = read_manifest(out_dir)
+    fs.check_data(index.fingerprint(), index.root)
+    fs.verify()
+    return fs

@@ -5,8 +5,6 @@ valid sidecar is redone, so an interrupted run can be rerun.
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,20 +13,12 @@ import numpy as np
 
 from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.config import SEGMENTS, Config
-from gtzan_tf.errors import BadAudioError
-from gtzan_tf.files import atomic_path, write_json
+from gtzan_tf.errors import BadAudioError, tensorflow_io_errors
+from gtzan_tf.files import atomic_path, sha256_file, write_json
 from gtzan_tf.prepare.plan import ShardTask
 
 # (clip_id, source_id, genre, label, waveform) of one clip version (the original or an augmented copy)
 Version = tuple[str, str, str, int, np.ndarray]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_is_done(out: Path, task: ShardTask) -> dict | None:
@@ -139,10 +129,7 @@ def build_shard(task: ShardTask, cfg_dict: dict, out_dir: str, skip_bad: bool) -
 def write_tfrecord(path: Path, records: list[bytes]) -> None:
     import tensorflow as tf
 
-    with atomic_path(path) as tmp:
-        try:
-            with tf.io.TFRecordWriter(str(tmp)) as writer:
-                for record in records:
-                    writer.write(record)
-        except tf.errors.OpError as exc:  # disk full or read-only, in TensorFlow's words
-            raise OSError(errno.EIO, exc.message, str(path)) from None
+    with atomic_path(path) as tmp, tensorflow_io_errors(path):
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for record in records:
+                writer.write(record)

@@ -2,6 +2,9 @@
 clip-level validation scores and staged fine-tuning."""
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -29,7 +32,8 @@ def make_callbacks(cfg: Config, run_dir: Path, val_clips: tf.data.Dataset | None
     Best weights (best.weights.h5) and early stopping on `train.monitor`, learning-rate reduction
     on val_loss, TensorBoard logs, history.csv, a stop on a NaN loss, and the resumable backup:
     BackupAndRestore (model, optimizer, epoch) with CallbackState (the other callbacks' state,
-    restored when the run resumes at `first_epoch` > 0). With `val_clips`, ClipMetrics first adds
+    restored when the run resumes at `first_epoch` > 0). DiskRoom comes first: no checkpoint write
+    starts without room for it. With `val_clips`, ClipMetrics first adds
     the clip-level scores to the epoch logs; without, the caller's logs already carry them.
     """
     t = cfg.train
@@ -51,8 +55,8 @@ def make_callbacks(cfg: Config, run_dir: Path, val_clips: tf.data.Dataset | None
     if t.freeze_backbone_epochs:
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
     backup = run_dir / BACKUP
-    return callbacks + [CallbackState(backup, callbacks, first_epoch),
-                        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
+    return [DiskRoom(run_dir)] + callbacks + [CallbackState(backup, callbacks, first_epoch),
+                                              keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
 
 
 def check_finite_loss(losses, run_dir: Path, first_epoch: int) -> None:
@@ -60,6 +64,36 @@ def check_finite_loss(losses, run_dir: Path, first_epoch: int) -> None:
     if not np.all(np.isfinite(losses)):
         raise UserError(f"training diverged in {run_dir}: the loss became NaN or infinite at epoch "
                         f"{first_epoch + len(losses)}; lower the learning rate (--lr)")
+
+
+class DiskRoom(keras.callbacks.Callback):
+    """Stops the run with one OSError naming `folder` when the disk lacks room for an epoch's
+    checkpoints (best weights, the backup and its previous copy, optimizer state included).
+
+    A weights file that fills the disk halfway cannot be recovered in-process (h5py then fails on
+    every later close and can crash the interpreter), so that write is never started; the run resumes
+    from its last backup once there is room.
+    """
+
+    MARGIN = 2**20
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = Path(folder)
+
+    def on_train_begin(self, logs=None):
+        self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _check(self) -> None:
+        variables = list(self.model.weights) + list(getattr(self.model.optimizer, "variables", []))
+        state = sum(np.prod(v.shape, dtype=np.int64) * np.dtype(v.dtype).itemsize for v in variables)
+        needed, free = 3 * int(state) + self.MARGIN, shutil.disk_usage(self.folder).free
+        if free < needed:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} for this epoch's checkpoints "
+                                        f"({needed / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free)", str(self.folder))
 
 
 class ClipMetrics(keras.callbacks.Callback):

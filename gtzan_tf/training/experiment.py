@@ -14,19 +14,25 @@ import keras
 import numpy as np
 
 from gtzan_tf.config import Config
-from gtzan_tf.data.pipeline import FeatureSet, load_feature_set
+from gtzan_tf.data.pipeline import FeatureSet
 from gtzan_tf.errors import UserError
 from gtzan_tf.files import write_json
 from gtzan_tf.training.folds import cross_validation_config, train_folds
 from gtzan_tf.training.trainer import (
-    check_run_folder, claim_run_folder, default_features_dir, prepare_features, train_one, use_mixed_precision, validate,
+    check_run_folder, locate_features, owned_run_folder, prepare_features, train_one, use_mixed_precision, validate,
 )
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-          workers: int = 1, verbose: int = 1, skip_bad: bool = False, on_fold: Callable[[dict], None] | None = None) -> dict:
+          workers: int = 1, verbose: int = 1, skip_bad: bool = False,
+          finish: Callable[[Path], object] | None = None, on_fold: Callable[[dict], None] | None = None) -> dict:
     """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json (`on_fold`: see
-    `train_folds`)."""
+    `train_folds`).
+
+    The run folder is locked for the whole run; `finish(run_dir)` (train.py: the export) runs
+    last, then finished.json. Rerun on an interrupted run, it resumes the training, or, when only
+    `finish` was cut short, runs that alone.
+    """
     validate(cfg)
     if cfg.train.strategy == "multiworker":
         raise UserError("model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
@@ -35,18 +41,20 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         cfg = cross_validation_config(cfg)
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
-    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
-    prepare_features(cfg, Path(data_dir), features_dir, workers, skip_bad)
-    fs = load_feature_set(features_dir)
-    claim_run_folder(run_dir)
-    cfg.save(run_dir / "config.json")
-    # One policy for every seed and fold of the run; float32 again afterwards (export, evaluation).
-    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed_precision(cfg) else "float32")
-    try:
-        summary = train_seeds(cfg, fs, run_dir, verbose, on_fold)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    write_json(run_dir / "run.json", summary)
+    features_dir, index = locate_features(cfg, Path(data_dir), run_dir, features_dir and Path(features_dir), skip_bad)
+    fs = prepare_features(cfg, index, features_dir, workers, skip_bad)
+    with owned_run_folder(run_dir, finish):
+        trained = run_dir / "run.json"
+        if trained.is_file():  # an earlier call trained it and was stopped before `finish` was done
+            return json.loads(trained.read_text())
+        cfg.save(run_dir / "config.json")
+        # One policy for every seed and fold of the run; float32 again afterwards (export, evaluation).
+        keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed_precision(cfg) else "float32")
+        try:
+            summary = train_seeds(cfg, fs, run_dir, verbose, on_fold)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        write_json(run_dir / "run.json", summary)
     return summary
 
 

@@ -19,28 +19,36 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
 import time
+from typing import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.distribute import multi_worker_util
+from tensorflow.python.eager import context
 
+from gtzan_tf import native_stderr_silenced
 from gtzan_tf.config import Config
+from gtzan_tf.data.index import DatasetIndex
 from gtzan_tf.data.pipeline import FeatureSet, eval_clip_dataset, load_feature_set, segment_dataset
 from gtzan_tf.errors import UserError
 from gtzan_tf.models.registry import build_for, run_inputs
 from gtzan_tf.prepare import MANIFEST
 from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, check_finite_loss, make_callbacks
 from gtzan_tf.training.trainer import (
-    default_features_dir,
+    check_run_folder,
     finish_run,
+    locate_features,
     make_optimizer,
     make_strategy,
+    owned_run_folder,
     prepare_features,
     use_mixed_precision,
     validate,
@@ -51,6 +59,7 @@ VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_clip_accuracy", "val_clip_lo
 # filesystem with attribute caching (NFS).
 MANIFEST_VISIBLE_TIMEOUT_S = 120.0
 CHIEF_EXIT_GRACE_S = 2.0
+TASK_NAME = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")  # a task in TensorFlow's messages
 
 
 def local_tf_configs(workers: int) -> list[str]:
@@ -91,6 +100,52 @@ def check_tf_config() -> dict:
     return tf_config
 
 
+def _form_cluster(tf_config: dict, index: int, timeout_s: float) -> tf.distribute.Strategy:
+    """The strategy, once every worker of TF_CONFIG has started; one line naming the workers that
+    have not after `timeout_s` (train.worker_timeout_seconds).
+
+    The wait is TensorFlow's: its coordination service (configured as MultiWorkerMirroredStrategy
+    would, before it does) with a registration barrier that times out.
+    """
+    if tf_config:
+        cluster = tf.train.ClusterSpec(tf_config["cluster"])
+        print(f"worker {index}: waiting up to {timeout_s:g} s for the workers of TF_CONFIG", file=sys.stderr, flush=True)
+        context.context().configure_coordination_service(
+            "standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+            cluster_register_timeout_in_ms=math.ceil(timeout_s * 1000))
+        service = context.context().coordination_service
+        service.cluster_register_with_barrier = True  # without it, the first worker waits forever
+        for job in ("chief", "worker"):
+            if job in cluster.jobs:
+                service.coordinated_job_list.add(name=job, num_tasks=cluster.num_tasks(job))
+    # TensorFlow logs a failed start-up at length, also when its half-made context goes: one line says it.
+    with native_stderr_silenced():
+        try:
+            return make_strategy("multiworker")
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as exc:
+            failure = exc.message
+    raise UserError(f"worker {index}: gave up after {timeout_s:g} s waiting for "
+                    f"{', '.join(_missing_workers(failure, tf_config, index))} of TF_CONFIG; start every worker "
+                    "within train.worker_timeout_seconds (--worker-timeout) of the others")
+
+
+def _missing_workers(message: str, tf_config: dict, index: int) -> list[str]:
+    """host:port of the workers a failed cluster start-up waited for.
+
+    TensorFlow's message names them: the leader (the first worker) lists the tasks that never
+    registered; any other worker names the leader it could not register with. Else: all the others.
+    """
+    listed = message.split("timed out task names:", 1)
+    if len(listed) == 2:
+        tasks = TASK_NAME.findall(listed[1].split("\n\n", 1)[0])
+    else:
+        tasks = TASK_NAME.findall(message.split("remote target", 1)[-1])[:1]
+    cluster = tf_config["cluster"]
+    named = [cluster[job][int(task)] for job, task in tasks if job in cluster and int(task) < len(cluster[job])]
+    everyone = [address for job in ("chief", "worker") for address in cluster.get(job, [])]
+    return named or [address for i, address in enumerate(everyone) if i != index]
+
+
 def worker_index(tf_config: dict) -> int:
     """This process's replica in the cluster, chief first (TensorFlow's order): 0 is the chief."""
     if not tf_config or tf_config["task"]["type"] == "chief":
@@ -99,10 +154,12 @@ def worker_index(tf_config: dict) -> int:
 
 
 def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
-                      workers: int = 1, verbose: int = 1, skip_bad: bool = False) -> dict:
+                      workers: int = 1, verbose: int = 1, skip_bad: bool = False,
+                      finish: Callable[[Path], object] | None = None) -> dict:
     """Train on every worker of TF_CONFIG's cluster; returns the chief's run summary (run.json).
 
-    Same signature and result as `experiment.train`; the other workers return their index and digest.
+    Same signature and result as `experiment.train` (the chief locks the run folder and runs
+    `finish`); the other workers return their index and digest.
     """
     validate(cfg)
     t = cfg.train
@@ -110,18 +167,25 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
         raise UserError("--seeds is not supported with --strategy multiworker: start one multi-worker run per seed")
     if t.jit:
         raise UserError("--jit is not supported with --strategy multiworker (its all-reduce is not XLA-compiled)")
-    index = worker_index(check_tf_config())
-    strategy = make_strategy("multiworker")  # returns when every worker of the cluster is up
+    if features_dir is None:
+        raise UserError("--strategy multiworker needs --features: a features folder on a filesystem every worker sees")
+    tf_config = check_tf_config()
+    index = worker_index(tf_config)
+    strategy = _form_cluster(tf_config, index, t.worker_timeout_seconds)
     print(f"worker {index}: num_replicas_in_sync={strategy.num_replicas_in_sync}", flush=True)
     run_dir = Path(run_dir)
-    features_dir = Path(features_dir) if features_dir else default_features_dir(run_dir, cfg)
+    features_dir, data_index = locate_features(cfg, Path(data_dir), run_dir, Path(features_dir), skip_bad)
     collectives = Collectives(strategy)
-    fs = _shared_features(collectives, index, cfg, Path(data_dir), features_dir, workers, skip_bad)
+    fs = _shared_features(collectives, index, cfg, data_index, features_dir, workers, skip_bad)
     if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     out_dir = run_dir if index == 0 else Path(tempfile.mkdtemp(prefix=f"gtzan-tf-worker{index}-"))
     try:
-        return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
+        if index:
+            return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
+        check_run_folder(run_dir)
+        with owned_run_folder(run_dir, finish):
+            return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:  # a collective lost a peer
         raise UserError(f"worker {index}: another worker of the cluster stopped ({type(exc).__name__}); "
                         f"start every worker again to resume from {run_dir / BACKUP}") from None
@@ -171,11 +235,11 @@ class Collectives:
         broadcast()
 
 
-def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir: Path, features_dir: Path,
-                     workers: int, skip_bad: bool) -> FeatureSet:
+def _shared_features(collectives: Collectives, index: int, cfg: Config, data_index: DatasetIndex | None,
+                     features_dir: Path, workers: int, skip_bad: bool) -> FeatureSet:
     """The chief prepares missing features; the others wait for it, then read the same folder."""
     if index == 0:
-        prepare_features(cfg, data_dir, features_dir, workers, skip_bad)
+        fs = prepare_features(cfg, data_index, features_dir, workers, skip_bad)
     elif not _manifest_ready(features_dir, cfg):
         print(f"worker {index}: waiting for the chief to prepare {features_dir}", file=sys.stderr, flush=True)
     collectives.barrier()
@@ -186,7 +250,8 @@ def _shared_features(collectives: Collectives, index: int, cfg: Config, data_dir
                 raise UserError(f"worker {index} cannot see {features_dir / MANIFEST}, which the chief "
                                 "prepared: --features must be on a filesystem shared by all workers")
             time.sleep(2.0)
-    return load_feature_set(features_dir)
+        fs = load_feature_set(features_dir)
+    return fs
 
 
 def _manifest_ready(features_dir: Path, cfg: Config) -> bool:

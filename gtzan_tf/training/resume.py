@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import h5py
@@ -91,8 +92,9 @@ def _readable(weights: Path, metadata: Path) -> int | None:
 def resume_epoch(backup_dir: Path) -> int:
     """The epoch a run resumes at (0: from the start); a damaged backup falls back to its previous copy.
 
-    A first backup that a kill cut short (weights without metadata) is removed; a damaged backup
-    without an intact previous copy is one clear error.
+    A first backup that a kill cut short (weights without metadata) is removed; a backup damaged
+    with no intact previous copy (a full disk, a crash during both writes) is removed with a
+    warning, and the run starts again from its first epoch.
     """
     backup_dir = Path(backup_dir)
     weights, metadata = backup_dir / WEIGHTS, backup_dir / METADATA
@@ -103,11 +105,13 @@ def resume_epoch(backup_dir: Path) -> int:
         return epoch
     previous = weights.with_name(weights.name + PREVIOUS), metadata.with_name(metadata.name + PREVIOUS)
     epoch = _readable(*previous)
-    if epoch is None and not metadata.exists() and not previous[1].exists():
-        weights.unlink(missing_ok=True)
-        return 0
     if epoch is None:
-        raise UserError(f"the backup {weights} is damaged; delete {backup_dir} to train this run from the start")
+        if metadata.exists() or previous[1].exists():
+            warnings.warn(f"the backup in {backup_dir} is damaged, and so is its previous copy; "
+                          "this run starts again from its first epoch", stacklevel=2)
+        for stale in (weights, metadata, *previous, backup_dir / STATE_FILE):
+            stale.unlink(missing_ok=True)
+        return 0
     shutil.copyfile(previous[0], weights)
     shutil.copyfile(previous[1], metadata)
     return epoch

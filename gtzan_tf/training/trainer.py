@@ -6,9 +6,11 @@ A run folder holds config.json, history.csv, logs/ (TensorBoard), best.weights.h
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -16,18 +18,20 @@ import tensorflow as tf
 
 from gtzan_tf.config import EMBEDDING_INPUTS, SEGMENTS, Config
 from gtzan_tf.data.folds import Fold
+from gtzan_tf.data.index import DatasetIndex, load_index
 from gtzan_tf.data.pipeline import (
-    FeatureSet, count_segments, eval_clip_dataset, segment_dataset, training_batches,
+    FeatureSet, count_segments, eval_clip_dataset, load_feature_set, segment_dataset, training_batches,
 )
 from gtzan_tf.errors import UserError
-from gtzan_tf.files import claim_folder, owner_kind, write_json
+from gtzan_tf.files import claim_folder, owned_folder, owner_kind, write_json
 from gtzan_tf.models.registry import build_for, get_spec, run_inputs, segment_kind
-from gtzan_tf.prepare import MANIFEST, ensure_prepared
+from gtzan_tf.prepare import MANIFEST, default_features_dir, ensure_prepared
 from gtzan_tf.evaluation.metrics import clip_accuracy, clip_scores, predict_clips
 from gtzan_tf.models.fusion import embedding_branch_model
 from gtzan_tf.training.callbacks import BACKUP, MONITORS, check_finite_loss, make_callbacks
 from gtzan_tf.training.resume import keep_history, resume_epoch
 
+FINISHED = "finished.json"  # written last: the run, its export included, is complete
 EMBEDDING_HISTORY = "embedding_history.csv"  # the embedding-branch stage of --embedding-epochs
 EMBEDDING_STAGE = "embedding_stage.json"  # its validation score, the bar the later epochs had to beat
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -67,9 +71,15 @@ def validate(cfg: Config) -> None:
         raise UserError("--refit does not run the --embedding-epochs stage: use the fold ensemble (drop --refit)")
 
 
-def default_features_dir(run_dir: Path, cfg: Config) -> Path:
-    """Features are shared by every run with the same feature config: RUN_DIR/../features-<hash>."""
-    return run_dir.resolve().parent / f"features-{cfg.feature_fingerprint()}"
+def locate_features(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None,
+                    skip_bad: bool = False) -> tuple[Path, DatasetIndex | None]:
+    """(the features folder of a run on `data_dir`, the data's index): by default RUN_DIR/../features-<hash>,
+    shared by the runs on the same data with the same feature config. Without the data, an explicit
+    `features_dir` that is complete is used as it is (index None)."""
+    if features_dir is not None and not data_dir.is_dir() and (features_dir / MANIFEST).is_file():
+        return features_dir, None
+    index = load_index(data_dir, cfg.data, skip_bad=skip_bad)
+    return features_dir or default_features_dir(run_dir.resolve().parent, cfg, index), index
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -115,21 +125,40 @@ def check_run_folder(run_dir: Path) -> None:
         return
     if owner_kind(run_dir) != "run":
         raise UserError(f"{run_dir} is not empty and is not a train.py run folder; choose a new or empty folder for --out")
-    if (run_dir / "run.json").is_file():
+    if (run_dir / FINISHED).is_file():
         raise UserError(f"{run_dir} holds a finished run; choose a new --out, or delete it to train it again")
-    resume_epoch(run_dir / "backup")
 
 
 def claim_run_folder(run_dir: Path) -> None:
+    """Make `run_dir` a run folder (the caller holds the lock of the run it belongs to: `owned_run_folder`)."""
     check_run_folder(run_dir)
     claim_folder(run_dir, "run", "--out")
 
 
-def prepare_features(cfg: Config, data_dir: Path, features_dir: Path, workers: int, skip_bad: bool = False) -> None:
-    """Prepare what `features_dir` lacks from `data_dir` (a missing data folder is fine once it is complete)."""
-    if not data_dir.is_dir() and not (features_dir / MANIFEST).is_file():
-        raise UserError(f"data folder {data_dir} does not exist; generate a demo set with `python -m gtzan_tf.synth --out {data_dir}`")
-    ensure_prepared(data_dir, features_dir, cfg, workers=workers, skip_bad=skip_bad)
+@contextlib.contextmanager
+def owned_run_folder(run_dir: Path, finish: Callable[[Path], object] | None) -> Iterator[None]:
+    """The run folder, locked for the block (one train.py per run folder); after the block,
+    `finish(run_dir)` (train.py's export) and then FINISHED, written last: a run is finished only
+    when everything is written, and a rerun finds what an interruption left undone."""
+    with owned_folder(run_dir, "run", "--out"):
+        check_run_folder(run_dir)  # again under the lock: another process may have finished it meanwhile
+        yield
+        if finish is not None:
+            finish(run_dir)
+        write_json(run_dir / FINISHED, {"finished": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+
+
+def prepare_features(cfg: Config, index: DatasetIndex | None, features_dir: Path, workers: int,
+                     skip_bad: bool = False) -> FeatureSet:
+    """The verified features of the data `index` in `features_dir`, prepared where missing; with no
+    index (no data folder), the complete `features_dir` as it is, if it has the config's features."""
+    if index is not None:
+        return ensure_prepared(index, features_dir, cfg, workers=workers, skip_bad=skip_bad)
+    fs = load_feature_set(features_dir)
+    if fs.fingerprint != cfg.feature_fingerprint():
+        raise UserError(f"{features_dir} holds features made with another config, and there is no data folder to "
+                        "prepare them again from; pass --data")
+    return fs
 
 
 def train_one(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1, fold: Fold | None = None) -> dict:
@@ -260,6 +289,7 @@ def run_identity(cfg: Config, fs: FeatureSet) -> dict:
         "genres": fs.genres,
         "inputs": list(run_inputs(cfg)),
         "features_dir": str(fs.root.resolve()),
+        "data_fingerprint": fs.data_fingerprint,
         "normalization": dict(zip(("mean", "std"), fs.normalization)),
     }
 
