@@ -127,6 +127,18 @@ def test_every_training_clip_is_validated_once_even_in_genres_with_fewer_clips_t
     assert not any((member.root / "serving").exists() for member in run.members)
 
 
+def test_out_of_fold_predictions_score_every_training_clip_once_as_run_json_says(fold_runs):
+    from gtzan_tf.training.folds import out_of_fold_predictions
+
+    run = load_run(fold_runs[0])
+    fs = load_feature_set(run.summary["features_dir"])
+    oof = out_of_fold_predictions(fs, run.root)
+    assert list(oof.clip_ids) == sorted(json.loads((run.root / "folds.json").read_text()))
+    assert np.mean(oof.predictions == oof.labels) == pytest.approx(run.summary["valid_clip_accuracy"])
+    true_probs = oof.mean_probs[np.arange(24), oof.labels]
+    assert -np.mean(np.log(np.clip(true_probs, 1e-7, 1))) == pytest.approx(run.summary["valid_clip_loss"], rel=1e-5)
+
+
 def test_a_seeded_fold_run_repeats_exactly(fold_runs):
     a, b = fold_runs
     assert (a / "folds.json").read_text() == (b / "folds.json").read_text()

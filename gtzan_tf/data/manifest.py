@@ -118,6 +118,10 @@ class FeatureSet:
     def count(self, split: str, what: str = "segments") -> int:
         return self.manifest["splits"][split][what]
 
+    def has(self, split: str) -> bool:
+        """Whether `split` holds any clip (a dataset may list no test clips: cross-validate them all)."""
+        return self.manifest["splits"].get(split, {}).get("clips", 0) > 0
+
     @property
     def segment_input(self) -> str:
         """The model input name of the stored segments: their feature kind."""

@@ -6,6 +6,7 @@ With `folds > 1` a run (or every seed run) is a cross-validated ensemble (`train
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -24,8 +25,9 @@ from gtzan_tf.training.trainer import (
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None = None,
           workers: int = 1, verbose: int = 1, skip_bad: bool = False,
-          finish: Callable[[Path], object] | None = None) -> dict:
-    """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json.
+          finish: Callable[[Path], object] | None = None, on_fold: Callable[[dict], None] | None = None) -> dict:
+    """Train `cfg.train.seeds` runs; returns the summary written to RUN_DIR/run.json (`on_fold`: see
+    `train_folds`).
 
     The run folder is locked for the whole run; `finish(run_dir)` (train.py: the export) runs
     last, then finished.json. Rerun on an interrupted run, it resumes the training, or, when only
@@ -49,16 +51,17 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
         # One policy for every seed and fold of the run; float32 again afterwards (export, evaluation).
         keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed_precision(cfg) else "float32")
         try:
-            summary = train_seeds(cfg, fs, run_dir, verbose)
+            summary = train_seeds(cfg, fs, run_dir, verbose, on_fold)
         finally:
             keras.mixed_precision.set_global_policy("float32")
         write_json(run_dir / "run.json", summary)
     return summary
 
 
-def train_seeds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int) -> dict:
+def train_seeds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int,
+                on_fold: Callable[[dict], None] | None = None) -> dict:
     """`cfg.train.seeds` runs (each cross-validated with --folds), in seed-k/ when there are several."""
-    train_seed = train_folds if cfg.train.folds > 1 else train_one
+    train_seed = partial(train_folds, on_fold=on_fold) if cfg.train.folds > 1 else train_one
     if cfg.train.seeds == 1:
         return train_seed(cfg, fs, run_dir, verbose)
     runs = []
@@ -71,7 +74,7 @@ def train_seeds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int) -> dic
 
 
 def summarize_runs(cfg: Config, fs: FeatureSet, runs: list[dict]) -> dict:
-    keys = ("valid_clip_accuracy", "test_clip_accuracy")
+    keys = ("valid_clip_accuracy", "valid_clip_loss", "test_clip_accuracy")
     return {
         "model": cfg.train.model,
         "genres": fs.genres,

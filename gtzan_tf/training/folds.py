@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -24,12 +25,12 @@ import numpy as np
 from gtzan_tf.config import Config
 from gtzan_tf.data.folds import assign_folds, make_folds
 from gtzan_tf.data.pipeline import FeatureSet, clip_table, eval_clip_dataset, segment_dataset
-from gtzan_tf.evaluation.metrics import clip_accuracy, predict_clips
+from gtzan_tf.evaluation.metrics import ClipPredictions, aggregate_clips, predict_clips
 from gtzan_tf.models.ensemble import ensemble_model
 from gtzan_tf.files import write_json
 from gtzan_tf.models.registry import build_for, run_inputs
 from gtzan_tf.training.callbacks import FreezeBackbone
-from gtzan_tf.training.trainer import compile_model, make_strategy, run_identity, train_one
+from gtzan_tf.training.trainer import compile_model, make_strategy, run_identity, score_test_clips, train_one
 
 
 def cross_validation_config(cfg: Config) -> Config:
@@ -48,8 +49,10 @@ def source_genres(fs: FeatureSet) -> dict[str, str]:
     return {row["source_id"]: row["genre"] for row in clip_table(fs, "train")}
 
 
-def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) -> dict:
-    """Train the `cfg.train.folds` fold runs of one seed in `run_dir/fold-K` and score their ensemble."""
+def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1,
+                on_fold: Callable[[dict], None] | None = None) -> dict:
+    """Train the `cfg.train.folds` fold runs of one seed in `run_dir/fold-K` and score their ensemble;
+    `on_fold(fold summary)` runs after each fold (a tuner reports it to its pruner there)."""
     k = cfg.train.folds
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -60,12 +63,9 @@ def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
         fold_dir = run_dir / f"fold-{fold.index}"
         finished = fold_dir / "run.json"
         runs.append(json.loads(finished.read_text()) if finished.is_file() else train_one(cfg, fs, fold_dir, verbose, fold))
-    members = []
-    for i in range(k):
-        member = build_for(cfg, len(fs.genres), init="scratch")
-        member.load_weights(run_dir / f"fold-{i}" / "best.weights.h5")
-        members.append(member)
-    test = eval_clip_dataset(fs, "test", run_inputs(cfg))
+        if on_fold:
+            on_fold(runs[-1])
+    members = fold_members(cfg, len(fs.genres), run_dir)
     valid_clips = np.array([r["valid_clips"] for r in runs])
     valid = np.array([r["valid_clip_accuracy"] for r in runs])
     per_fold_test = np.array([r["test_clip_accuracy"] for r in runs])
@@ -75,7 +75,8 @@ def train_folds(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
         "members": [f"fold-{i}" for i in range(k)],
         "best_epochs": [r["best_epoch"] for r in runs],
         "valid_clip_accuracy": float(valid @ valid_clips / valid_clips.sum()),
-        "test_clip_accuracy": clip_accuracy(*predict_clips(ensemble_model(members), test)),
+        "valid_clip_loss": float(np.array([r["valid_clip_loss"] for r in runs]) @ valid_clips / valid_clips.sum()),
+        "test_clip_accuracy": score_test_clips(ensemble_model(members), fs, run_inputs(cfg)),
         "fold_valid_clip_accuracy_mean": float(valid.mean()),
         "fold_valid_clip_accuracy_std": float(valid.std(ddof=1)),
         "fold_test_clip_accuracy_mean": float(per_fold_test.mean()),
@@ -108,11 +109,38 @@ def train_refit(cfg: Config, fs: FeatureSet, run_dir: Path, verbose: int = 1) ->
         callbacks.insert(0, FreezeBackbone(t.freeze_backbone_epochs, t.finetune_lr_factor))
     model.fit(train_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     model.save_weights(run_dir / "best.weights.h5")
-    test = eval_clip_dataset(fs, "test", inputs)
     summary = {
         **run_identity(cfg, fs),
         "epochs_run": t.epochs,
-        "test_clip_accuracy": clip_accuracy(*predict_clips(model, test)),
+        "test_clip_accuracy": score_test_clips(model, fs, inputs),
     }
     write_json(run_dir / "run.json", summary)
     return summary
+
+
+def fold_members(cfg: Config, n_classes: int, run_dir: Path) -> list[keras.Model]:
+    """The K fold models of a cross-validated run folder, each with its best weights."""
+    members = []
+    for i in range(cfg.train.folds):
+        member = build_for(cfg, n_classes, init="scratch")
+        member.load_weights(run_dir / f"fold-{i}" / "best.weights.h5")
+        members.append(member)
+    return members
+
+
+def out_of_fold_predictions(fs: FeatureSet, run_dir: Path) -> ClipPredictions:
+    """Every training clip of a cross-validated run folder scored once, by the fold model that did
+    not train on it (the original clips, sorted by clip id): the clip-level out-of-fold predictions
+    behind run.json's valid_clip_accuracy."""
+    cfg = Config.load(run_dir / "config.json")
+    folds = make_folds(json.loads((run_dir / "folds.json").read_text()), cfg.train.folds)
+    parts = []
+    for member, fold in zip(fold_members(cfg, len(fs.genres), run_dir), folds):
+        if fold.valid:
+            probs, labels, clip_ids = predict_clips(member, eval_clip_dataset(fs, "train", run_inputs(cfg), fold.valid))
+            parts.append(aggregate_clips(probs, clip_ids, labels))
+    ids = np.concatenate([p.clip_ids for p in parts])
+    order = np.argsort(ids)
+    return ClipPredictions(clip_ids=ids[order], labels=np.concatenate([p.labels for p in parts])[order],
+                           mean_probs=np.concatenate([p.mean_probs for p in parts])[order],
+                           vote=np.concatenate([p.vote for p in parts])[order])

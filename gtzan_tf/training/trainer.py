@@ -247,10 +247,9 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
     """Score the best weights and write run.json (train.py exports the SavedModels)."""
     inputs = run_inputs(cfg)
     valid = eval_clip_dataset(fs, "valid", inputs) if fold is None else eval_clip_dataset(fs, "train", inputs, fold.valid)
-    scores = {
-        f"{split}_clip_accuracy": clip_accuracy(*predict_clips(model, clips))
-        for split, clips in (("valid", valid), ("test", eval_clip_dataset(fs, "test", inputs)))
-    }
+    valid_scores = clip_scores(*predict_clips(model, valid))
+    scores = {"valid_clip_accuracy": valid_scores["clip_accuracy"], "valid_clip_loss": valid_scores["clip_loss"],
+              "test_clip_accuracy": score_test_clips(model, fs, inputs)}
     history = _read_history(run_dir / "history.csv")
     monitor, mode = MONITORS[cfg.train.monitor]
     values = [row[monitor] for row in history]
@@ -272,6 +271,14 @@ def finish_run(cfg: Config, fs: FeatureSet, model: keras.Model, run_dir: Path, f
         summary.update(fold=fold.index, valid_clips=len(fold.valid))
     write_json(run_dir / "run.json", summary)
     return summary
+
+
+def score_test_clips(model: keras.Model, fs: FeatureSet, inputs: tuple[str, ...]) -> float:
+    """`model`'s clip accuracy on the test split; NaN when the dataset lists no test clips (every
+    clip cross-validated: the out-of-fold scores are then the only ones)."""
+    if not fs.has("test"):
+        return float("nan")
+    return clip_accuracy(*predict_clips(model, eval_clip_dataset(fs, "test", inputs)))
 
 
 def run_identity(cfg: Config, fs: FeatureSet) -> dict:
