@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -183,19 +183,13 @@ def is_finished(cell: Cell) -> bool:
     return (cell.run_dir / FINISHED).is_file()
 
 
-def seed_accuracies(cell: Cell) -> list[float]:
-    """Test clip accuracy (%) of each seed run of a finished cell (its run.json and the seeds')."""
-    import json
-
+def cell_accuracy(cell: Cell) -> tuple[float, float | None, int]:
+    """(mean, std, seeds) of a finished cell's test clip accuracy (%), as its run.json has them
+    (std None for a single seed)."""
     summary = json.loads((cell.run_dir / "run.json").read_text())
-    runs = [json.loads((cell.run_dir / name / "run.json").read_text()) for name in summary.get("runs", [])] or [summary]
-    return [100 * run["test_clip_accuracy"] for run in runs]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    import numpy as np
-
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    if "runs" not in summary:
+        return 100 * summary["test_clip_accuracy"], None, 1
+    return 100 * summary["test_clip_accuracy_mean"], 100 * summary["test_clip_accuracy_std"], len(summary["runs"])
 
 
 def signed(value: float) -> str:
@@ -222,12 +216,11 @@ def header(args, cells: list[Cell], index, crop_frames: int) -> list[str]:
 def results(cells: list[Cell]) -> list[dict]:
     rows = []
     for cell in cells:
-        accuracies = seed_accuracies(cell)
-        mean, std = mean_std(accuracies)
+        mean, std, seeds = cell_accuracy(cell)
         original = cell.original
         rows.append({"row": cell.row, "model": ORIGINAL[cell.row][0], "condition": cell.condition,
-                     "seeds": len(accuracies), "epochs": cell.cfg.train.epochs, "from_scratch": cell.from_scratch,
-                     "ours_mean": round(mean, 2), "ours_std": round(std, 2), "original": original,
+                     "seeds": seeds, "epochs": cell.cfg.train.epochs, "from_scratch": cell.from_scratch,
+                     "ours_mean": round(mean, 2), "ours_std": None if std is None else round(std, 2), "original": original,
                      "difference": None if original is None else round(mean - original, 2),
                      "run_dir": str(cell.run_dir)})
     return rows
@@ -248,7 +241,7 @@ def markdown_table(table: list[dict], conditions: list[str]) -> list[str]:
             if r is None:
                 shown.append("")
                 continue
-            std = "" if math.isnan(r["ours_std"]) else f" ± {r['ours_std']:.2f}"
+            std = "" if r["ours_std"] is None else f" ± {r['ours_std']:.2f}"
             mark = "*" if r["from_scratch"] else ""
             shown.append(f"{r['ours_mean']:.2f}{std}{mark} ({'–' if original is None else original})")
             if r["difference"] is not None:
@@ -277,7 +270,7 @@ def plot(table: list[dict], title: str, path: Path) -> None:
     y = range(len(table))[::-1]
     fig = Figure(figsize=(7.5, 1.2 + 0.32 * len(table)), layout="constrained")
     ax = fig.subplots()
-    ax.barh(list(y), [r["ours_mean"] for r in table], xerr=[0 if math.isnan(r["ours_std"]) else r["ours_std"] for r in table],
+    ax.barh(list(y), [r["ours_mean"] for r in table], xerr=[r["ours_std"] or 0 for r in table],
             color="tab:blue", alpha=0.7, label="ours (mean ± std over seeds)")
     known = [(yy, r["original"]) for yy, r in zip(y, table) if r["original"] is not None]
     if known:
