@@ -279,7 +279,7 @@ def plot(table: list[dict], title: str, path: Path) -> None:
     ax.set_xlim(0, 100)
     ax.set_xlabel("test clip accuracy (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
 
