@@ -140,14 +140,14 @@ def plan_cells(args, base: Config, crop_frames: int) -> list[Cell]:
     from gtzan_tf.training.trainer import validate
 
     cells = []
-    for row in args.rows:
+    for row in (row for row in ORIGINAL if row in args.rows):  # in the original's order
         spec = get_spec(row)
         needed = [model for model, name in EMBEDDING_INPUTS.items() if name in spec.inputs]
         lacking = [model for model in needed if model not in base.data.embeddings]
         if lacking:
             raise UserError(f"row {row} reads the {', '.join(lacking)} embedding: keep it in data.embeddings")
         imagenet = spec.has_backbone and spec.backbone != "musicnn"  # the original's ImageNet-initialised cells
-        for condition in args.conditions:
+        for condition in (condition for condition in CONDITIONS if condition in args.conditions):
             if row in BACKBONE_ROWS and condition != "both":
                 continue
             _, segmented, copies = CONDITIONS[condition]
