@@ -29,7 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from gtzan_tf.config import EMBEDDING_INPUTS, Config  # noqa: E402
+from gtzan_tf.data.audio import shortest_clip_frames  # noqa: E402
+from gtzan_tf.data.index import GTZAN_8_GENRES, load_index  # noqa: E402
 from gtzan_tf.errors import UserError, cli  # noqa: E402
+from gtzan_tf.files import atomic_path, write_text  # noqa: E402
 
 # condition -> (its column title, segmented, augmented copies)
 CONDITIONS = {
@@ -57,7 +60,6 @@ ORIGINAL = {
     "resnet101": ("ResNet101", {"both": 78.0}),
 }
 BACKBONE_ROWS = ("vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101")  # "+ both" only
-ORIGINAL_GENRES = ("classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae")
 ORIGINAL_EPOCHS = 100
 # Config keys every cell sets itself (the recipe and the command's flags); --set may not change them.
 RECIPE_KEYS = ("features.segment_frames", "features.max_segments", "augment.copies", "train.model", "train.epochs",
@@ -125,12 +127,12 @@ def check_genres(index, data: Path) -> None:
     """The original classified its 8 genres; a dataset whose training side lacks one of them, or has
     others, gives cells that cannot be set beside the original's."""
     trained = sorted({clip.genre for clip in index.clips if clip.split != "test"})
-    missing = [g for g in ORIGINAL_GENRES if g not in trained]
-    extra = [g for g in trained if g not in ORIGINAL_GENRES]
+    missing = [g for g in GTZAN_8_GENRES if g not in trained]
+    extra = [g for g in trained if g not in GTZAN_8_GENRES]
     if missing or extra:
         problem = f"has no training clips of {', '.join(missing)}" if missing else f"has genres {', '.join(extra)}"
         raise UserError(f"{data} {problem}: every row is compared with the original's 8-genre table "
-                        f"({', '.join(ORIGINAL_GENRES)})")
+                        f"({', '.join(GTZAN_8_GENRES)})")
 
 
 def plan_cells(args, base: Config, crop_frames: int) -> list[Cell]:
@@ -251,8 +253,6 @@ def markdown_table(table: list[dict], conditions: list[str]) -> list[str]:
 
 
 def write_csv(table: list[dict], path: Path) -> None:
-    from gtzan_tf.files import write_text
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
     writer.writeheader()
@@ -263,8 +263,6 @@ def write_csv(table: list[dict], path: Path) -> None:
 def plot(table: list[dict], title: str, path: Path) -> None:
     """Ours (mean, std as error bar) and the original's accuracy per cell."""
     from matplotlib.figure import Figure
-
-    from gtzan_tf.files import atomic_path
 
     labels = [f"{r['model']}, {CONDITIONS[r['condition']][0]}" for r in table]
     y = range(len(table))[::-1]
@@ -286,14 +284,12 @@ def plot(table: list[dict], title: str, path: Path) -> None:
 
 @cli
 def main(argv=None):
+    """reproduce.py's command line (`argv` None: sys.argv)."""
     args = parse_args(argv)
     check_choices(args.rows, args.conditions)
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; choose a folder")
     base = base_config(args.set).replace(train={"seeds": args.seeds, "epochs": args.epochs})
-    from gtzan_tf.data.audio import shortest_clip_frames
-    from gtzan_tf.data.index import load_index
-
     index = load_index(args.data, base.data)
     check_genres(index, args.data)
     crop_frames = args.crop_frames or shortest_clip_frames([c.path for c in index.clips if c.split != "test"], base)
@@ -321,8 +317,6 @@ def main(argv=None):
     lines = header(args, cells, index, crop_frames)
     text = "\n\n".join([*lines, "\n".join(markdown_table(table, args.conditions))]) + "\n"
     print(text)
-    from gtzan_tf.files import write_text
-
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "results.md", text)
     write_csv(table, args.out / "results.csv")

@@ -109,6 +109,7 @@ def seven_genres(tmp_path_factory):
     (["--seeds", "0"], "error: train.seeds must be an integer >= 1, got 0"),
     (["--set", "augment.copies=2"], "error: --set augment.copies is part of every cell's recipe"),
     (["--rows", "vgg13", "--conditions", "plain"], "error: no cells"),
+    (["--rows", "mlp_mtt", "--set", "data.embeddings=MSD_musicnn"], "error: row mlp_mtt reads the MTT_musicnn embedding"),
     (["SEVEN"], "has no training clips of classical"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(flags, message, small_data, seven_genres, tmp_path, capsys):
