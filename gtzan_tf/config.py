@@ -153,6 +153,10 @@ class FeatureConfig(Section):
         """Fewest waveform samples that give one whole segment (centred STFT)."""
         return (self.segment_frames - 1) * self.hop_length
 
+    def frames(self, samples: int) -> int:
+        """Frames of the centred STFT of `samples` waveform samples (the inverse of `segment_samples`)."""
+        return 1 + samples // self.hop_length
+
     def segment_seconds(self, sample_rate: int) -> float:
         if self.kind == "musicnn":
             return MUSICNN.patch_frames * MUSICNN.hop_length / MUSICNN.sample_rate

@@ -93,3 +93,10 @@ def decode_failure(exc: Exception) -> str:
         return "not a readable audio file, or a damaged one"
     line = text.splitlines()[-1]
     return line.split("': ", 1)[1] if line.startswith("Error opening '") and "': " in line else line
+
+
+def shortest_clip_frames(paths, cfg) -> int:
+    """Feature frames (`cfg.features`, at `cfg.audio.sample_rate`) of the shortest of the audio files
+    `paths`, read from their headers: the length every clip is cropped to when a whole clip is one
+    segment (`features.segment_frames` = this, `features.max_segments` = 1), as the reference recipe did."""
+    return min(cfg.features.frames(int(probe_audio(path, cfg.audio) * cfg.audio.sample_rate)) for path in paths)
