@@ -83,6 +83,10 @@ def replace_dir(target: str | Path, write: Callable[[Path], None]) -> None:
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
+    except OSError as exc:  # name the file the user asked for, not its temporary
+        if exc.filename is not None and str(exc.filename).startswith(str(tmp)):
+            raise OSError(exc.errno, exc.strerror, str(target) + str(exc.filename)[len(str(tmp)):]) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

@@ -49,11 +49,14 @@ def run_child(cmd: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="gtzan-tf-worker-") as scratch:
         child = subprocess.Popen(cmd, env={**os.environ, PARENT_ENV: str(os.getpid()), "TMPDIR": scratch},
                                  start_new_session=True)
-        previous = signal.signal(signal.SIGTERM, _raise_stopped)
+        # Both handlers set here: a shell that starts a job in the background (`cmd &`) has it ignore SIGINT.
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_stopped),
+                    signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
         try:
             code = child.wait()
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             if child.poll() is None:
                 with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
                     os.killpg(child.pid, signal.SIGKILL)  # its session is its process group
