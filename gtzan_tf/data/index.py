@@ -15,6 +15,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -57,6 +58,11 @@ class DatasetIndex:
         return self.genres.index(genre)
 
     def fingerprint(self) -> str:
+        """The identity of this data (read once per index: a stat per clip; see `_fingerprint`)."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
         """The identity of this data: every clip's id, genre, split and file (extension, size and
         modification time), so features are never shared by two datasets or two versions of one.
 

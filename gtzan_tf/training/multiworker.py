@@ -43,7 +43,6 @@ from gtzan_tf.models.registry import build_for, run_inputs
 from gtzan_tf.prepare import MANIFEST
 from gtzan_tf.training.callbacks import BACKUP, ClipMetrics, check_finite_loss, make_callbacks
 from gtzan_tf.training.trainer import (
-    check_run_folder,
     finish_run,
     locate_features,
     make_optimizer,
@@ -183,7 +182,6 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
     try:
         if index:
             return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
-        check_run_folder(run_dir)
         with owned_run_folder(run_dir, finish):
             return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:  # a collective lost a peer
