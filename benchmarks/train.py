@@ -80,12 +80,16 @@ def benchmark(name: str, data: Path, root: Path, batch_size: int, steps: int) ->
             "mem": statistics.median(r[1] for r in rows), "flops": forward_flops(model, one)}
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--models", nargs="+", default=["resnet34_msd", "musicnn_msd"])
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = generate_dataset(Path(tmp) / "gtzan", clips_per_genre=8, seconds=12.0, seed=0, progress=False)
         results = [benchmark(name, data, Path(tmp), args.batch_size, args.steps) for name in args.models]
