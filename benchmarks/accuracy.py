@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from gtzan_tf import import_tensorflow_quietly  # noqa: E402
 
-# Staged fine-tuning of the musicnn models (the recipe of README's development-set table): the head
+# Staged fine-tuning of the musicnn models (the recipe of docs/results.md's transfer-model table): the head
 # on the frozen port first, then everything at a tenth of the rate; they read their own features.
 FINETUNE = {"freeze_backbone_epochs": 6, "finetune_lr_factor": 0.1, "batch_size": 16}
 RECIPES = {"musicnn_msd": FINETUNE, "musicnn_mtt": FINETUNE, "musicnn_msd_fusion": {**FINETUNE, "branch_dropout": 0.5}}

@@ -7,7 +7,7 @@ Prints, per model, segments (or patches)/s and the median step time when batches
 tf.data pipeline over the prepared TFRecord shards against the median step time on the same
 batches held in memory as tensors (target ratio <= 1.05: the pipeline must never be the
 bottleneck), and the forward FLOPs per segment (TensorFlow's graph profiler, training mode), from
-which the README estimates GPU fine-tuning costs.
+which docs/speed.md estimates GPU fine-tuning costs.
 """
 from __future__ import annotations
 
