@@ -15,15 +15,19 @@ from gtzan_tf.data.index import SPLITS
 from gtzan_tf.errors import cli
 
 
-@cli
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--run", type=Path, help="a run folder written by train.py")
     group.add_argument("--compare", type=Path, nargs="+", metavar="RUN_DIR", help="several run folders")
     p.add_argument("--data", type=Path, help="dataset folder, to prepare features that are missing here")
     p.add_argument("--split", default="test", choices=SPLITS)
-    args = p.parse_args(argv)
+    return p
+
+
+@cli
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
 
     from gtzan_tf.evaluation.report import compare_table, format_metrics_table

@@ -14,15 +14,19 @@ from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import UserError, cli
 
 
-@cli
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, metavar="RUN_DIR", help="a run folder written by train.py")
     p.add_argument("paths", type=Path, nargs="+", metavar="FILE_OR_DIR")
     p.add_argument("--top-k", type=int, default=3, help="how many genres to show")
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.add_argument("--segments", action="store_true", help="also show the per-segment timeline")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
 
     from gtzan_tf.data.audio import audio_files

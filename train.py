@@ -22,7 +22,7 @@ FLAGS = {
 }
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--list-models", action="store_true", help="print the model names and exit")
     p.add_argument("--model", help="a name from --list-models (default resnet34_msd)")
@@ -68,14 +68,15 @@ def parse_args(argv):
     p.add_argument("--config", type=Path, help="a config.json to start from")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override any config value")
     p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
-    return p, p.parse_args(argv)
+    return p
 
 
 @cli
 def main(argv=None):
     """train.py's command line (`argv` None: sys.argv). There, a multi-worker process runs as the
     child of a parent that SIGINT and SIGTERM always stop (gtzan_tf.training.supervisor)."""
-    parser, args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.list_models:
         import_tensorflow_quietly()
         from gtzan_tf.models.registry import MODEL_NAMES

@@ -9,7 +9,7 @@ from gtzan_tf import import_tensorflow_quietly
 from gtzan_tf.errors import UserError, cli
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True, help="a name from train.py --list-models")
     p.add_argument("--data", type=Path, required=True, help="dataset folder in the GTZAN layout (its test clips are never used)")
@@ -26,13 +26,13 @@ def parse_args(argv):
     p.add_argument("--features", type=Path, help="prepared features folder (default STUDY/features)")
     p.add_argument("--config", type=Path, help="a config.json to start from (the values not searched)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
-    return p.parse_args(argv)
+    return p
 
 
 @cli
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.trials < 1:
         raise UserError(f"--trials must be at least 1, got {args.trials}")
     if args.workers < 1:

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from gtzan_tf import import_tensorflow_quietly  # noqa: E402
 
-# Staged fine-tuning of the musicnn models (the recipe of README's development-set table): the head
+# Staged fine-tuning of the musicnn models (the recipe of docs/results.md's transfer-model table): the head
 # on the frozen port first, then everything at a tenth of the rate; they read their own features.
 FINETUNE = {"freeze_backbone_epochs": 6, "finetune_lr_factor": 0.1, "batch_size": 16}
 RECIPES = {"musicnn_msd": FINETUNE, "musicnn_mtt": FINETUNE, "musicnn_msd_fusion": {**FINETUNE, "branch_dropout": 0.5}}
@@ -178,7 +178,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cells(row)) + " |" for row in rows])
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="dataset folder in the GTZAN layout")
     p.add_argument("--out", type=Path, default=Path("benchmark-accuracy"), help="features and runs go here")
@@ -189,7 +189,11 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--refit", action="store_true", help="also refit each model on all training clips (train.py --refit)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
     from gtzan_tf.config import Config
     from gtzan_tf.data.index import load_index

@@ -47,13 +47,17 @@ def clip_vectors(embedder, network, waveform: np.ndarray, rate: int) -> dict[tup
     return vectors
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="dataset folder in the GTZAN layout, with split/{train,test}.txt")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--model", default="MSD_musicnn")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     import_tensorflow_quietly()
     import keras
     from sklearn.model_selection import StratifiedKFold

@@ -53,12 +53,16 @@ def run(workers: int, strategy: str, args, data: Path, features: Path, out: Path
     return int(epochs[0][0]), [float(ms) for _, ms in epochs[1:]]
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="cnn1d")
     p.add_argument("--batch-size", type=int, default=32, help="global batch (even)")
     p.add_argument("--epochs", type=int, default=4)
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = generate_dataset(Path(tmp) / "gtzan", clips_per_genre=10, seconds=30.0, seed=0, progress=False)
         features = Path(tmp) / "features"

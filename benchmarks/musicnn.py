@@ -100,14 +100,18 @@ def time_original(model: str, paths: list[Path], user_env: dict[str, str]) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="MSD_musicnn")
     parser.add_argument("--skip-original", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     user_env = dict(os.environ)  # the original runs as a user would run it, without our settings
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -39,12 +39,16 @@ def train_small_run(tmp: Path) -> Path:
     return run
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path)
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run or train_small_run(Path(tmp))
         serve = tf.saved_model.load(str(run_dir / "serving")).signatures["serving_default"]

@@ -46,14 +46,18 @@ def measure(code: Path, data: Path, embeddings: str, workers: int, scratch: Path
     return seconds, sum(s["source_clips"] for s in splits), sum(s["clips"] for s in splits)
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips-per-genre", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time")
     p.add_argument("--baseline", type=Path, help="another checkout of gtzan-tf to time beside this one")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     codes = {"this": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)

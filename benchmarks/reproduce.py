@@ -84,7 +84,7 @@ class Cell:
         return ORIGINAL[self.row][1].get(self.condition)
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="dataset folder in the GTZAN layout (8 genres)")
     p.add_argument("--out", type=Path, required=True, help="folder of the cells' run folders and the table")
@@ -102,7 +102,7 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=1, help="processes for preparing features")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value in every cell (e.g. train.batch_size=8)")
-    return p.parse_args(argv)
+    return p
 
 
 def check_choices(rows: list[str], conditions: list[str]) -> None:
@@ -285,7 +285,7 @@ def plot(table: list[dict], title: str, path: Path) -> None:
 @cli
 def main(argv=None):
     """reproduce.py's command line (`argv` None: sys.argv)."""
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     check_choices(args.rows, args.conditions)
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; choose a folder")

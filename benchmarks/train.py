@@ -7,7 +7,7 @@ Prints, per model, segments (or patches)/s and the median step time when batches
 tf.data pipeline over the prepared TFRecord shards against the median step time on the same
 batches held in memory as tensors (target ratio <= 1.05: the pipeline must never be the
 bottleneck), and the forward FLOPs per segment (TensorFlow's graph profiler, training mode), from
-which the README estimates GPU fine-tuning costs.
+which docs/speed.md estimates GPU fine-tuning costs.
 """
 from __future__ import annotations
 
@@ -80,12 +80,16 @@ def benchmark(name: str, data: Path, root: Path, batch_size: int, steps: int) ->
             "mem": statistics.median(r[1] for r in rows), "flops": forward_flops(model, one)}
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--models", nargs="+", default=["resnet34_msd", "musicnn_msd"])
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = generate_dataset(Path(tmp) / "gtzan", clips_per_genre=8, seconds=12.0, seed=0, progress=False)
         results = [benchmark(name, data, Path(tmp), args.batch_size, args.steps) for name in args.models]

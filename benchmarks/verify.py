@@ -27,12 +27,16 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips-per-genre", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     import_tensorflow_quietly()
     from gtzan_tf.config import Config
     from gtzan_tf.data.manifest import count_records, load_feature_set

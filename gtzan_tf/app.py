@@ -159,8 +159,7 @@ def positive(kind):
     return parse
 
 
-@cli
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, required=True, metavar="RUN_DIR", help="a run folder written by train.py")
     p.add_argument("--host", default=PAGE.host, help=f"address to listen on (default {PAGE.host}: this machine only)")
@@ -172,7 +171,12 @@ def main(argv=None):
                    help="analyse at most this much of a song, from its start")
     p.add_argument("--max-upload-mb", type=positive(int), default=PAGE.max_upload_mb, help="largest upload accepted")
     p.add_argument("--concurrency", type=positive(int), default=PAGE.concurrency, help="requests analysed at once")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.examples and not args.examples.is_dir():
         raise UserError(f"--examples {args.examples}: not a folder")
     try:

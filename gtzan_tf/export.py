@@ -74,11 +74,15 @@ def export_trained(run_dir: str | Path) -> list[Path]:
     return exported
 
 
-@cli
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, metavar="RUN_DIR")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     with folder_lock(args.run):
         export_run(args.run)
     print(f"exported {args.run / 'saved_model'} and {args.run / 'serving'}")

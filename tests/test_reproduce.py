@@ -86,11 +86,11 @@ def test_table_of_two_rows_and_a_rerun_that_skips_finished_cells(small_data, tmp
 
 
 def test_backbone_cells_are_marked_as_trained_from_scratch(small_data):
-    args = reproduce.parse_args(["--data", str(small_data), "--out", "unused", "--rows", "vgg13", "resnet34_msd", "cnn2d"])
+    args = reproduce.build_parser().parse_args(["--data", str(small_data), "--out", "unused", "--rows", "vgg13", "resnet34_msd", "cnn2d"])
     cells = reproduce.plan_cells(args, Config(), 936)
     assert [(c.row, c.condition, c.from_scratch) for c in cells] == [  # in the original's order
         *(("cnn2d", c, False) for c in CONDITIONS), *(("resnet34_msd", c, True) for c in CONDITIONS), ("vgg13", "both", True)]
-    imagenet = reproduce.plan_cells(reproduce.parse_args([*map(str, ["--data", small_data, "--out", "x"]), "--rows", "vgg13",
+    imagenet = reproduce.plan_cells(reproduce.build_parser().parse_args([*map(str, ["--data", small_data, "--out", "x"]), "--rows", "vgg13",
                                                           "--init", "imagenet"]), Config(), 936)
     assert [(c.cfg.train.init, c.from_scratch) for c in imagenet] == [("imagenet", False)]
 

@@ -379,7 +379,7 @@ def test_train_py_accepts_the_skip_bad_its_error_suggests(data, tmp_path, capsys
     one_error_line(result, "jazz.00001.wav", "pass --skip-bad")
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("features-*"))
 
-    _, args = train.parse_args(["--skip-bad", "--data", str(data), "--out", str(tmp_path / "run")])
+    args = train.build_parser().parse_args(["--skip-bad", "--data", str(data), "--out", str(tmp_path / "run")])
     assert args.skip_bad
 
 

@@ -24,7 +24,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     from gtzan_tf.musicnn.model import MODEL_NAMES
 
     parser = argparse.ArgumentParser(prog="python -m gtzan_tf.musicnn", description=__doc__,
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-dir", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument("--top-tags", type=int, default=0, metavar="K", help="print each file's K most likely tags")
     parser.add_argument("--batch-size", type=int, default=32, help="3 s patches per network call")
-    return parser.parse_args(argv)
+    return parser
 
 
 @cli
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow_quietly()
     from gtzan_tf.musicnn.extractor import MusicnnExtractor
 
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     targets: dict[Path, Path] = {}
     for path in args.files:
         target = args.out_dir / f"{path.stem}.npz"

@@ -11,8 +11,7 @@ from gtzan_tf.errors import cli
 from gtzan_tf.prepare import MANIFEST, merge, prepare
 
 
-@cli
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gtzan_tf.prepare", description=package.__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="dataset folder in the GTZAN layout")
     parser.add_argument("--out", type=Path, required=True, help="features folder to write")
@@ -25,6 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace features made with another config")
     parser.add_argument("--config", type=Path, help="a config.json to start from (defaults: the reference recipe)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    return parser
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.merge:
         manifest = merge(args.out)
