@@ -320,7 +320,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "results.md", text)
     write_csv(table, args.out / "results.csv")
-    plot(table, f"ours ({args.epochs} epochs, {args.seeds} seed(s), {args.data.name}) vs the original", args.out / "results.png")
+    plot(table, f"ours ({args.data}, {args.epochs} epoch(s), {args.seeds} seed(s)) vs the original", args.out / "results.png")
 
 
 if __name__ == "__main__":
