@@ -22,9 +22,9 @@ from gtzan_tf.prepare import prepare
 
 from conftest import ROOT, TINY, run_cli
 
-# One clip per shard: many small tasks, so an actor can be killed while most of the work is left.
-ONE_CLIP_SHARDS = TINY.replace(data={"clips_per_shard": 1})
-SETTINGS = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings=", "--set", "data.clips_per_shard=1"]
+# Two clips per shard: many small tasks, so an actor can be killed while most of the work is left.
+TWO_CLIP_SHARDS = TINY.replace(data={"clips_per_shard": 2})
+SETTINGS = ["--set", "data.validation_per_genre=1", "--set", "data.embeddings=", "--set", "data.clips_per_shard=2"]
 RAY = ["--runner", "ray", "--ray-init", "num_cpus=2"]
 
 
@@ -44,7 +44,7 @@ def assert_same_folders(ours: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def local_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "features"
-    prepare(tiny_data, out, ONE_CLIP_SHARDS, progress=False)
+    prepare(tiny_data, out, TWO_CLIP_SHARDS, progress=False)
     return out
 
 
@@ -111,7 +111,7 @@ def test_one_actor_with_skip_bad_skips_as_the_local_runner_does(tiny_data, tmp_p
     data = copy_dataset(tiny_data, tmp_path / "gtzan")
     corrupt(data / "wav" / "jazz" / "jazz.00001.wav")
     with pytest.warns(UserWarning, match="jazz.00001.wav"):
-        prepare(data, tmp_path / "local", ONE_CLIP_SHARDS, skip_bad=True, progress=False)
+        prepare(data, tmp_path / "local", TWO_CLIP_SHARDS, skip_bad=True, progress=False)
     result = run_cli(*prepare_cli(data, tmp_path / "ray", *RAY, "--workers", "1", "--skip-bad")[1:])
     assert result.returncode == 0, result.stderr
     assert "warning: skipped" in result.stderr and "jazz.00001.wav" in result.stderr
