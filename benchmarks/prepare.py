@@ -1,23 +1,24 @@
-"""Prepare throughput (clips/s) with 1 and 2 workers, local processes and Ray actors, on a synthesised demo set.
+"""Prepare throughput (clips/s) with 1 and 2 workers, local processes and Ray actors, on a synthesised set.
 
     python benchmarks/prepare.py [--clips-per-genre 8] [--seconds 30] [--repeats 1] [--workers 1 2]
-                                 [--runners local ray] [--features all|mel|msd|both ...] [--baseline CHECKOUT]
+                                 [--runners local ray] [--features mel msd both] [--baseline CHECKOUT]
                                  [--machines 10] [--cores 16]
 
 Each measurement runs `python -m gtzan_tf.prepare` in a fresh process into a fresh folder
 (TensorFlow start-up and the musicnn weight loading and graph tracing of each worker included, as a
-user sees it; for `--runner ray` also the start of a local Ray instance and its actor pool). Clips
-counted are source clips; training and validation clips also get one augmented copy each. Every
-configuration is also timed on a set of 4 clips per genre: the difference of the two times over the
-difference of their clip versions (originals and augmented copies) is the marginal cost per
-version, and what is left of the small run is the fixed start-up cost. `--baseline` times another
-checkout of the project (e.g. a `git worktree` of an older commit; local runner only) on the same
-data in the same run, alternating with this one. The last lines scale to GTZAN-8: 730 clips + one
-augmented copy of each of the 580 training clips = 1310 versions of 30 s, start-up + 1310 x
-marginal cost; and estimate a 100,000-clip corpus (one version of 30 s each) on `--machines`
-machines of `--cores` cores, one Ray actor per core, each at the per-core cost measured here with
-the most Ray workers (scaled linearly to 30 s when --seconds is not 30; an estimate: it assumes the cluster's cores are as fast as this machine's and
-that the shared folder keeps up).
+user sees it; with `--runner ray` also the start of a Ray instance on this machine and of its
+actors). Clips counted are source clips; training and validation clips also get one augmented copy
+each. Every configuration is also timed on a set of 4 clips per genre: the difference of the two
+times over the difference of their clip versions (originals and augmented copies) is the marginal
+cost per version, and what is left of the small run is the fixed start-up cost. `--baseline` times
+another checkout of the project (e.g. a `git worktree` of an older commit; local runner only) on
+the same data in the same run, alternating with this one. The last lines scale to GTZAN-8: 730
+clips + one augmented copy of each of the 580 training clips = 1310 versions of 30 s, start-up +
+1310 x marginal cost; and ESTIMATE a corpus of 100,000 clips of 30 s (one version each) on
+`--machines` machines of `--cores` cores, one Ray actor per core, each at the per-core cost
+measured here with the most Ray workers (scaled linearly to 30 s when --seconds is not 30). An
+estimate: it assumes the cluster's cores are as fast as this machine's, that the work scales
+linearly over cores and machines, and that the shared folder keeps up.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ pytest.importorskip("ray")
 
 from gtzan_tf.prepare import prepare
 
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, run_cli, run_main
 
 # Two clips per shard: many small tasks, so an actor can be killed while most of the work is left.
 TWO_CLIP_SHARDS = TINY.replace(data={"clips_per_shard": 2})
@@ -139,3 +139,15 @@ def test_a_file_an_actor_cannot_read_is_one_line_and_nothing_is_left(tiny_data, 
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert lines[0] == f"error: {victim}: file not found"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray-address", "auto"], "--ray-address, --ray-init and --ray-actor go with --runner ray"),
+    (["--runner", "ray", "--ray-init", "num_cpus"], "--ray-init takes KEY=VALUE, got 'num_cpus'"),
+])
+def test_ray_options_without_their_runner_or_value_are_one_line(tiny_data, tmp_path, capsys, args, message):
+    from gtzan_tf.prepare.__main__ import main
+
+    result = run_main(main, "--data", str(tiny_data), "--out", str(tmp_path / "features"), *args, capsys=capsys)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {message}"
+    assert not (tmp_path / "features").exists()

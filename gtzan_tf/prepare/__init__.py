@@ -13,6 +13,6 @@ Modules: plan (the shard plan), worker (one shard), run (the driver), ray_runner
 __main__ (the command line); the manifest's schema lives in gtzan_tf.data.manifest.
 """
 from gtzan_tf.data.manifest import MANIFEST
-from gtzan_tf.prepare.run import default_features_dir, ensure_prepared, merge, prepare
+from gtzan_tf.prepare.run import default_features_dir, ensure_prepared, prepare
 
-__all__ = ["MANIFEST", "default_features_dir", "ensure_prepared", "merge", "prepare"]
+__all__ = ["MANIFEST", "default_features_dir", "ensure_prepared", "prepare"]

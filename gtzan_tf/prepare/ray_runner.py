@@ -120,7 +120,8 @@ def ray_session(options: RayOptions):
             with native_stderr_silenced():  # the C++ core's line announcing its log level
                 ray.init(address=options.address, **kwargs)
         except (ValueError, TypeError, ConnectionError, RuntimeError) as exc:
-            raise UserError(f"ray.init(address={options.address!r}, {options.init}) failed: {exc}") from None
+            what = f"join the Ray cluster at {options.address}" if options.address else "start Ray on this machine"
+            raise UserError(f"cannot {what}: {exc}") from None
     try:
         yield ray
     finally:
