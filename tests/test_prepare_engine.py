@@ -41,6 +41,11 @@ def assert_same_folders(ours: Path, reference: Path) -> None:
     assert {"manifest.json", "plan.json", "config.json"} <= set(match) and any(n.endswith(".tfrecord") for n in match)
 
 
+def message_lines(stderr: str) -> list[str]:
+    """What a command printed to stderr, less its progress bar."""
+    return [line for line in re.split(r"[\r\n]+", stderr) if line.strip() and not line.startswith("prepare:")]
+
+
 @pytest.fixture(scope="module")
 def local_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "features"
@@ -135,7 +140,7 @@ def test_a_file_an_actor_cannot_read_is_one_line_and_nothing_is_left(tiny_data, 
         victim.unlink()  # the plan is written after the header check and before Ray starts
         _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 2
-    lines = [line for line in re.split(r"[\r\n]+", stderr) if line.strip() and not line.startswith("prepare:")]
+    lines = message_lines(stderr)
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert lines[0] == f"error: {victim}: file not found"
     assert not out.exists()
@@ -150,4 +155,12 @@ def test_ray_options_without_their_runner_or_value_are_one_line(tiny_data, tmp_p
 
     result = run_main(main, "--data", str(tiny_data), "--out", str(tmp_path / "features"), *args, capsys=capsys)
     assert result.returncode == 2 and result.stderr.strip() == f"error: {message}"
+    assert not (tmp_path / "features").exists()
+
+
+def test_an_unknown_actor_option_is_one_line_and_nothing_is_left(tiny_data, tmp_path):
+    result = run_cli(*prepare_cli(tiny_data, tmp_path / "features", *RAY, "--ray-actor", "cpus=1")[1:])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = message_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: --ray-actor: Invalid option keyword cpus"), result.stderr
     assert not (tmp_path / "features").exists()

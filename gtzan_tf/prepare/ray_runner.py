@@ -84,6 +84,10 @@ def build_shards_on_ray(todo: list[ShardTask], cfg_dict: dict, out: Path, worker
     """Build the shards `todo` with `workers` actors; yields each shard when it is written."""
     with ray_session(options) as ray:
         actor = {"num_cpus": 1, **options.actor}
+        try:
+            ray.remote(**actor)(ShardBuilder)  # Ray checks the options here; Ray Data only once its actors start
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"--ray-actor: {exc}") from None
         threads = max(1, int(actor["num_cpus"]))
         shards = ray.data.from_items([{"task": i} for i in range(len(todo))], override_num_blocks=len(todo))
         built = shards.map_batches(
