@@ -126,29 +126,28 @@ def claim_folder(folder: Path, kind: str, what: str) -> bool:
 
 
 @contextlib.contextmanager
-def owned_folder(folder: Path, kind: str, what: str, shared: bool = False) -> Iterator[bool]:
+def owned_folder(folder: Path, kind: str, what: str) -> Iterator[bool]:
     """`claim_folder` with the folder's lock held for the block (yields whether it was ours already):
-    one writer per folder at a time, or, `shared`, several processes that write different files of
-    one job (each holding a lock of its own part as well)."""
+    one writer per folder at a time."""
     ours = _make_ours(folder, kind, what)
-    with folder_lock(folder, shared=shared):
-        if ours and not shared:
+    with folder_lock(folder):
+        if ours:
             remove_temporaries(folder)
         yield ours
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, name: str = LOCK_FILE, shared: bool = False) -> Iterator[None]:
-    """Hold a lock of our `folder`: a `flock` of FOLDER/NAME (exclusive, or `shared`), which the OS
-    drops when the process ends, even by kill -9, so no lock outlives its holder. A lock another
-    process holds is one error naming the folder; this process may take a lock it holds again."""
-    path = Path(folder).resolve() / name
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the lock of our `folder`: an exclusive `flock` of FOLDER/LOCK_FILE, which the OS drops when
+    the process ends, even by kill -9, so no lock outlives its holder. A lock another process holds
+    is one error naming the folder; this process may take a lock it holds again."""
+    path = Path(folder).resolve() / LOCK_FILE
     if path in _locked:
         yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise UserError(f"{folder} is being written by another process right now; wait for it to finish, "

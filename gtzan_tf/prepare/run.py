@@ -1,7 +1,6 @@
-"""The driver: plan the shards, claim the output folder, run the workers, merge the manifest."""
+"""The driver: plan the shards, claim the output folder, build the shards (local processes or Ray), merge the manifest."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -20,12 +19,14 @@ from gtzan_tf.config import EMBEDDING_INPUTS, Config
 from gtzan_tf.data.index import DatasetIndex, load_index
 from gtzan_tf.data.manifest import MANIFEST, FeatureSet, read_manifest, write_manifest
 from gtzan_tf.errors import BadAudioError, UserError
-from gtzan_tf.files import clear_owned, folder_lock, owned_folder, remove_temporaries, write_json
+from gtzan_tf.files import clear_owned, owned_folder, remove_temporaries, write_json
 from gtzan_tf.musicnn.params import PARAMS as MUSICNN
 from gtzan_tf.prepare.plan import ShardTask, plan_shards
+from gtzan_tf.prepare.ray_runner import RayOptions, build_shards_on_ray
 from gtzan_tf.prepare.worker import build_shard, init_worker, shard_is_done
 
 PREPARE_FILES = ("config.json", "plan.json", MANIFEST)
+RUNNERS = ("local", "ray")
 SHARD_FILE = re.compile(r"(train|valid|test)-\d{5}\.(tfrecord|json)")
 
 
@@ -37,19 +38,21 @@ def prepare(
     workers: int = 1,
     skip_bad: bool = False,
     split_lists: str = "auto",
-    num_shards: int = 1,
-    shard_index: int = 0,
+    runner: str = "local",
+    ray_options: RayOptions | None = None,
     overwrite: bool = False,
     progress: bool = True,
     index: DatasetIndex | None = None,
-) -> dict | None:
-    """Prepare features into `out_dir`; returns the manifest, or None while other parts are pending.
+) -> dict:
+    """Prepare features into `out_dir`; returns the manifest.
 
+    `runner` "local" builds the shards in `workers` processes of this machine, "ray" in `workers`
+    Ray actors (`ray_options`: the cluster to join and each actor's resources; gtzan_tf.prepare.ray_runner).
     `index`, when the caller has read the dataset already, stands for `data_dir` and `split_lists`.
     """
     cfg = cfg or Config()
-    if not 0 <= shard_index < num_shards:
-        raise UserError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
+    if runner not in RUNNERS:
+        raise UserError(f"--runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     index = index or load_index(data_dir, cfg.data, split_lists=split_lists, skip_bad=skip_bad)
@@ -57,27 +60,21 @@ def prepare(
     data = data_identity(index)
     out = Path(out_dir)
     existed = out.is_dir()
-    parts = num_shards > 1  # machines preparing one folder together: each holds the lock of its part
-    with owned_folder(out, "features", "--out", shared=parts) as ours, \
-            folder_lock(out, f".gtzan-tf.part-{shard_index}-of-{num_shards}.lock") if parts else contextlib.nullcontext():
+    with owned_folder(out, "features", "--out") as ours:
         try:
             _check_previous_output(out, cfg, data, overwrite)
             tasks = plan_shards(index, cfg)
             plan = {"data": data, "shards": [t.name for t in tasks], "genres": list(index.genres),
                     "skipped": [{"path": p, "reason": r} for p, r in index.skipped]}
             write_json(out / "plan.json", plan, indent=1)
-            mine = [t for t in tasks if t.number % num_shards == shard_index] if parts else tasks
-            done = {t.name for t in tasks if shard_is_done(out, t)}  # each shard is hashed once per run
-            todo = [t for t in mine if t.name not in done]
+            todo = [t for t in tasks if not shard_is_done(out, t)]
             if todo:
-                _run_tasks(todo, cfg, out, workers, skip_bad, progress)
+                _run_tasks(todo, cfg, out, workers, skip_bad, progress, runner, ray_options or RayOptions())
             elif progress:
-                print(f"{out}: all {len(mine)} shards already prepared", file=sys.stderr)
-            done.update(t.name for t in todo)
-            others_pending = [t for t in tasks if t.name not in done]  # parts other machines may have finished since
-            return merge(out) if all(shard_is_done(out, t) for t in others_pending) else None
+                print(f"{out}: all {len(tasks)} shards already prepared", file=sys.stderr)
+            return merge(out)
         except (UserError, OSError):
-            if not ours and not parts:  # a refused first run leaves the folder as it was; a resumed one keeps its shards
+            if not ours:  # a refused first run leaves the folder as it was; a resumed one keeps its shards
                 shutil.rmtree(out, ignore_errors=True)
                 if existed:
                     out.mkdir()
@@ -133,10 +130,15 @@ def _check_previous_output(out: Path, cfg: Config, data: dict, overwrite: bool) 
         cfg.save(config_path)
 
 
-def _run_tasks(todo: list[ShardTask], cfg: Config, out: Path, workers: int, skip_bad: bool, progress: bool) -> None:
+def _run_tasks(todo: list[ShardTask], cfg: Config, out: Path, workers: int, skip_bad: bool, progress: bool,
+               runner: str, ray_options: RayOptions) -> None:
     bar = tqdm(total=sum(len(t.clips) for t in todo), unit="clip", desc="prepare", disable=not progress)
     cfg_dict = cfg.to_dict()
     try:
+        if runner == "ray":
+            for task in build_shards_on_ray(todo, cfg_dict, out, workers, skip_bad, ray_options):
+                bar.update(len(task.clips))
+            return
         if workers == 1:
             for task in todo:
                 build_shard(task, cfg_dict, str(out), skip_bad)
@@ -172,7 +174,7 @@ def merge(out_dir: str | Path) -> dict:
     for name in plan["shards"]:
         sidecar, shard = out / f"{name}.json", out / f"{name}.tfrecord"
         if not sidecar.is_file() or not shard.is_file():
-            raise UserError(f"{out}: shard {name} is not prepared yet; run the remaining --shard-index parts first")
+            raise UserError(f"{out}: shard {name} is not prepared yet; run prepare again to finish it")
         info = json.loads(sidecar.read_text())
         split = splits.setdefault(info["split"], {"clips": 0, "source_clips": 0, "segments": 0, "shards": []})
         for key in ("clips", "source_clips", "segments"):
