@@ -109,8 +109,10 @@ def test_skip_bad_continues_and_lists_skipped_files_in_the_manifest(tiny_data, t
     corrupt(data / "wav" / "jazz" / "jazz.00001.wav")
     train = data / "split" / "train.txt"
     train.write_text(train.read_text() + "polka/polka.00000.wav\n")
-    with pytest.warns(UserWarning, match="polka"):
+    with pytest.warns(UserWarning) as warned:
         manifest = prepare(data, tmp_path / "features", TINY, skip_bad=True, progress=False)
+    for name in ("jazz.00001.wav", "polka"):
+        assert any(name in str(w.message) for w in warned), name
     assert sorted(Path(s["path"]).name for s in manifest["skipped"]) == ["jazz.00001.wav", "polka.00000.wav"]
     assert manifest["splits"]["test"]["source_clips"] + manifest["splits"]["train"]["source_clips"] + \
         manifest["splits"]["valid"]["source_clips"] == 31
