@@ -37,6 +37,7 @@ bench: setup
 	# only for timing the original musicnn code beside ours (benchmarks/musicnn.py)
 	$(BIN)/pip install --quiet --no-deps "tf_keras==2.21.*"
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/frontend_batch.py
 	$(BIN)/python benchmarks/musicnn.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/multiworker.py
