@@ -166,19 +166,6 @@ def plan_cells(args, base: Config, crop_frames: int) -> list[Cell]:
     return cells
 
 
-def check_previous(cell: Cell) -> None:
-    """A cell's run folder from an earlier call must have been made with the same config (its
-    config.json), else its results would be another recipe's."""
-    saved = cell.run_dir / "config.json"
-    if not saved.is_file():
-        return
-    before, now = Config.load(saved).to_dict(), cell.cfg.to_dict()
-    changed = [f"{section}.{key} {before[section][key]!r} -> {value!r}"
-               for section, values in now.items() for key, value in values.items() if before[section][key] != value]
-    if changed:
-        raise UserError(f"{cell.run_dir} was trained with another config ({', '.join(changed)}); choose another --out")
-
-
 def is_finished(cell: Cell) -> bool:
     from gtzan_tf.training.trainer import FINISHED
 
@@ -297,9 +284,11 @@ def main(argv=None):
     from gtzan_tf import import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    from gtzan_tf.training.trainer import check_same_config
+
     cells = plan_cells(args, base, crop_frames)
-    for cell in cells:
-        check_previous(cell)
+    for cell in cells:  # finished cells too: their results would be another recipe's
+        check_same_config(cell.run_dir, cell.cfg)
     todo = [cell for cell in cells if not is_finished(cell)]
     print(f"{len(cells)} cells: {len(cells) - len(todo)} finished already, {len(todo)} to train "
           f"({args.seeds} seed(s) x {args.epochs} epochs each)", file=sys.stderr)

@@ -175,6 +175,12 @@ def test_a_run_stopped_during_its_export_is_finished_by_the_same_command(tiny_da
         train_run(CNN1D, tiny_data, run, features_dir=tiny_features, verbose=0, finish=killed_export)
     assert (run / "run.json").is_file() and not (run / FINISHED).exists()
     history = (run / "history.csv").read_bytes()
+    # Another config does not continue it (nor get the first config's run exported as its own).
+    exported_by_mistake = []
+    with pytest.raises(UserError, match=rf"^{run} was started with another config \(train.learning_rate 0.0001 -> 0.001\); "):
+        train_run(CNN1D.replace(train={"learning_rate": 1e-3}), tiny_data, run, features_dir=tiny_features, verbose=0,
+                  finish=exported_by_mistake.append)
+    assert exported_by_mistake == [] and not (run / FINISHED).exists()
     exported = []
     started = time.perf_counter()
     summary = train_run(CNN1D, tiny_data, run, features_dir=tiny_features, verbose=0, finish=exported.append)

@@ -40,10 +40,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, features_dir: Path | None 
     if cfg.train.folds > 1:
         cfg = cross_validation_config(cfg)
     run_dir = Path(run_dir)
-    check_run_folder(run_dir)
+    check_run_folder(run_dir, cfg)
     features_dir, index = locate_features(cfg, Path(data_dir), run_dir, features_dir and Path(features_dir), skip_bad)
     fs = prepare_features(cfg, index, features_dir, workers, skip_bad)
-    with owned_run_folder(run_dir, finish):
+    with owned_run_folder(run_dir, finish, cfg):
         trained = run_dir / "run.json"
         if trained.is_file():  # an earlier call trained it and was stopped before `finish` was done
             return json.loads(trained.read_text())

@@ -182,7 +182,7 @@ def train_multiworker(cfg: Config, data_dir: Path, run_dir: Path, features_dir: 
     try:
         if index:
             return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
-        with owned_run_folder(run_dir, finish):
+        with owned_run_folder(run_dir, finish, cfg):
             return _train(strategy, collectives, index, cfg, fs, out_dir, verbose)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:  # a collective lost a peer
         raise UserError(f"worker {index}: another worker of the cluster stopped ({type(exc).__name__}); "

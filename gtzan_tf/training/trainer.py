@@ -117,8 +117,9 @@ def use_mixed_precision(cfg: Config) -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def check_run_folder(run_dir: Path) -> None:
-    """Refuse, before any work, an --out that is a file, someone else's folder, or a finished run."""
+def check_run_folder(run_dir: Path, cfg: Config | None = None) -> None:
+    """Refuse, before any work, an --out that is a file, someone else's folder, a finished run, or
+    (given the run's `cfg`) an interrupted run started with another config."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} is a file, not a folder; choose a folder for --out")
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
@@ -127,6 +128,22 @@ def check_run_folder(run_dir: Path) -> None:
         raise UserError(f"{run_dir} is not empty and is not a train.py run folder; choose a new or empty folder for --out")
     if (run_dir / FINISHED).is_file():
         raise UserError(f"{run_dir} holds a finished run; choose a new --out, or delete it to train it again")
+    if cfg is not None:
+        check_same_config(run_dir, cfg)
+
+
+def check_same_config(run_dir: Path, cfg: Config) -> None:
+    """A run folder that holds a config.json continues only with that config: resuming it with
+    another would mix two recipes' epochs, checkpoints and scores in one run."""
+    saved = run_dir / "config.json"
+    if not saved.is_file():
+        return
+    before, now = Config.load(saved).to_dict(), cfg.to_dict()
+    changed = [f"{section}.{key} {before[section][key]!r} -> {value!r}"
+               for section, values in now.items() for key, value in values.items() if before[section][key] != value]
+    if changed:
+        raise UserError(f"{run_dir} was started with another config ({', '.join(changed)}); rerun it with the same "
+                        "settings, or choose another --out")
 
 
 def claim_run_folder(run_dir: Path) -> None:
@@ -136,12 +153,12 @@ def claim_run_folder(run_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def owned_run_folder(run_dir: Path, finish: Callable[[Path], object] | None) -> Iterator[None]:
-    """The run folder, locked for the block (one train.py per run folder); after the block,
+def owned_run_folder(run_dir: Path, finish: Callable[[Path], object] | None, cfg: Config) -> Iterator[None]:
+    """The run folder of `cfg`, locked for the block (one train.py per run folder); after the block,
     `finish(run_dir)` (train.py's export) and then FINISHED, written last: a run is finished only
     when everything is written, and a rerun finds what an interruption left undone."""
     with owned_folder(run_dir, "run", "--out"):
-        check_run_folder(run_dir)  # again under the lock: another process may have finished it meanwhile
+        check_run_folder(run_dir, cfg)  # again under the lock: another process may have written it meanwhile
         yield
         if finish is not None:
             finish(run_dir)
