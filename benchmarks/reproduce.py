@@ -226,13 +226,12 @@ def markdown_table(table: list[dict], conditions: list[str]) -> list[str]:
         shown, differences = [], []
         for condition in columns:
             r = cells.get(condition)
-            original = ORIGINAL[row][1].get(condition)
             if r is None:
                 shown.append("")
                 continue
             std = "" if r["ours_std"] is None else f" ± {r['ours_std']:.2f}"
             mark = "*" if r["from_scratch"] else ""
-            shown.append(f"{r['ours_mean']:.2f}{std}{mark} ({'–' if original is None else original})")
+            shown.append(f"{r['ours_mean']:.2f}{std}{mark} ({'–' if r['original'] is None else r['original']})")
             if r["difference"] is not None:
                 differences.append(f"{CONDITIONS[condition][0]} {signed(r['difference'])}")
         lines.append(f"| {ORIGINAL[row][0]} | " + " | ".join(shown) + f" | {'; '.join(differences) or '–'} |")
